@@ -1,0 +1,178 @@
+//! The C ABI: thin, no logic. Each `mp_*` function checks its pointers and
+//! lengths, calls the Rust API, and maps the result to a status code.
+//! No panic crosses the boundary: every entry goes through [`guard`].
+//!
+//! `include/multiproc.h` is generated from this module by cbindgen
+//! (`cbindgen.toml`); `tests/header_up_to_date.rs` fails when it is stale.
+
+// The C names of the ABI are snake_case types (`mp_lock_t`) on purpose.
+#![allow(non_camel_case_types)]
+
+mod status;
+
+pub use status::*;
+
+use std::cell::RefCell;
+use std::ffi::{CStr, CString, c_char, c_int};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use crate::error::{Error, Result};
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::from(c"no error"));
+}
+
+/// Records `err` as this thread's last error and returns its status code.
+pub(crate) fn fail(err: Error) -> c_int {
+    let code = err.status() as c_int;
+    let text = CString::new(err.to_string().replace('\0', "\\0"))
+        .unwrap_or_else(|_| CString::from(c"unprintable error"));
+    LAST_ERROR.with(|e| *e.borrow_mut() = text);
+    code
+}
+
+/// Runs the body of a C entry point: catches panics, records errors.
+///
+/// `name` is the C function's name, used in the message of a caught panic.
+pub(crate) fn guard(name: &'static str, body: impl FnOnce() -> Result<c_int>) -> c_int {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(code)) => code,
+        Ok(Err(err)) => fail(err),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic".into());
+            fail(Error::Internal(format!("panic in {name}: {what}")))
+        }
+    }
+}
+
+/// `p` as a shared reference, or [`Error::Null`] naming `param`.
+///
+/// # Safety
+///
+/// - `p` is NULL or points to a live, properly aligned `T` for `'a`.
+pub(crate) unsafe fn non_null<'a, T>(p: *const T, param: &'static str) -> Result<&'a T> {
+    // SAFETY: the caller promises `p` is NULL or valid for `'a`.
+    unsafe { p.as_ref() }.ok_or(Error::Null(param))
+}
+
+/// `p` as a mutable reference, or [`Error::Null`] naming `param`.
+///
+/// # Safety
+///
+/// - `p` is NULL or points to a live, properly aligned `T` for `'a` that
+///   nothing else references meanwhile.
+pub(crate) unsafe fn non_null_mut<'a, T>(p: *mut T, param: &'static str) -> Result<&'a mut T> {
+    // SAFETY: the caller promises `p` is NULL or valid and unaliased for `'a`.
+    unsafe { p.as_mut() }.ok_or(Error::Null(param))
+}
+
+/// A C string argument as UTF-8 text.
+///
+/// # Safety
+///
+/// - `p` is NULL or points to a NUL-terminated string alive for `'a`.
+pub(crate) unsafe fn c_str<'a>(p: *const c_char, param: &'static str) -> Result<&'a str> {
+    if p.is_null() {
+        return Err(Error::Null(param));
+    }
+    // SAFETY: non-NULL and NUL-terminated by the caller's promise.
+    let s = unsafe { CStr::from_ptr(p) };
+    s.to_str()
+        .map_err(|_| Error::Invalid(format!("`{param}` is not valid UTF-8")))
+}
+
+/// Copies `text` and a NUL into `buf[..cap]`; [`Error::TooLarge`] when it
+/// does not fit (nothing is written then).
+///
+/// # Safety
+///
+/// - `buf` is NULL or valid for writes of `cap` bytes.
+pub(crate) unsafe fn write_c_string(text: &str, buf: *mut c_char, cap: usize) -> Result<c_int> {
+    if buf.is_null() {
+        return Err(Error::Null("buf"));
+    }
+    let need = text.len() + 1;
+    if need > cap {
+        return Err(Error::TooLarge {
+            len: need,
+            max: cap,
+        });
+    }
+    // SAFETY: `buf` has room for `cap >= need` bytes (caller's promise), and
+    // `text` cannot overlap a buffer the caller owns exclusively.
+    unsafe {
+        std::ptr::copy_nonoverlapping(text.as_ptr(), buf.cast::<u8>(), text.len());
+        *buf.add(text.len()) = 0;
+    }
+    Ok(MP_OK)
+}
+
+/// Tags at the start of every boxed C object, so a pointer to something
+/// else, or to a freed object, is refused with `MP_ERR_INVALID` instead of
+/// being used. Each type has its own tag; `free` overwrites it.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct Tagged<T> {
+    tag: u64,
+    pub(crate) inner: T,
+}
+
+/// The tag a freed object is left with.
+const TAG_FREED: u64 = 0xDEAD_BEEF_F4EE_D000;
+
+impl<T> Tagged<T> {
+    /// Boxes `inner` with its tag, for handing to C.
+    pub(crate) fn boxed(tag: u64, inner: T) -> *mut Tagged<T> {
+        Box::into_raw(Box::new(Tagged { tag, inner }))
+    }
+
+    /// The object behind a C pointer, if it carries `tag`.
+    ///
+    /// # Safety
+    ///
+    /// - `p` is NULL or was returned by [`Tagged::boxed`] (of any `T`) and,
+    ///   if freed, its memory was not reused for something else yet. A
+    ///   mismatched tag is reported, not trusted.
+    pub(crate) unsafe fn get<'a>(
+        p: *mut Tagged<T>,
+        tag: u64,
+        param: &'static str,
+    ) -> Result<&'a mut T> {
+        // SAFETY: forwarded from the caller.
+        let obj = unsafe { non_null_mut(p, param) }?;
+        if obj.tag != tag {
+            return Err(Error::Invalid(format!(
+                "`{param}` is not a live object of this type (freed, or another type)"
+            )));
+        }
+        Ok(&mut obj.inner)
+    }
+
+    /// Frees the object behind a C pointer. NULL is a no-op; a wrong tag is
+    /// refused.
+    ///
+    /// # Safety
+    ///
+    /// - As for [`Tagged::get`]; afterwards `p` must not be used again.
+    pub(crate) unsafe fn free(p: *mut Tagged<T>, tag: u64) -> Result<()> {
+        if p.is_null() {
+            return Ok(());
+        }
+        // SAFETY: forwarded from the caller; the tag is checked before the
+        // box is reclaimed, and overwritten so a double free is caught.
+        unsafe {
+            if (*p).tag != tag {
+                return Err(Error::Invalid(
+                    "free of a pointer that is not a live object of this type".into(),
+                ));
+            }
+            (*p).tag = TAG_FREED;
+            drop(Box::from_raw(p));
+        }
+        Ok(())
+    }
+}

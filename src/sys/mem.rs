@@ -1,0 +1,91 @@
+//! Memory: `memfd_create(2)`, `shm_open(3)`, `ftruncate(2)`, `fstat(2)`, `mmap(2)`, `munmap(2)`.
+
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
+
+use rustix::fs::{FileType, MemfdFlags, Mode};
+use rustix::mm::{MapFlags, ProtFlags};
+use rustix::shm;
+
+/// `memfd_create(name, MFD_CLOEXEC)`: an anonymous file that lives while a descriptor or mapping does.
+pub fn memfd_create(name: &str) -> io::Result<OwnedFd> {
+    rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC).map_err(io::Error::from)
+}
+
+/// `shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600)` when `create`, else `shm_open(name, O_RDWR)`.
+///
+/// `name` starts with `/` and has no other slash, as POSIX requires.
+pub fn shm_open(name: &str, create: bool) -> io::Result<OwnedFd> {
+    let mut flags = shm::OFlags::RDWR;
+    if create {
+        flags |= shm::OFlags::CREATE | shm::OFlags::EXCL;
+    }
+    shm::open(name, flags, Mode::RUSR | Mode::WUSR).map_err(io::Error::from)
+}
+
+/// `shm_unlink(name)`: removes the name; existing mappings stay valid.
+pub fn shm_unlink(name: &str) -> io::Result<()> {
+    shm::unlink(name).map_err(io::Error::from)
+}
+
+/// `ftruncate(fd, len)`: sets the size of a memfd or shm object.
+pub fn ftruncate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
+    rustix::fs::ftruncate(fd, len).map_err(io::Error::from)
+}
+
+/// `fstat(fd).st_size` of a regular file (memfd and shm objects are regular files).
+pub fn fstat_size(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    let st = rustix::fs::fstat(fd)?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "descriptor is not a memory file",
+        ));
+    }
+    Ok(st.st_size as u64)
+}
+
+/// `fcntl(fd, F_SETFD, cloexec ? FD_CLOEXEC : 0)`.
+pub fn set_cloexec(fd: BorrowedFd<'_>, cloexec: bool) -> io::Result<()> {
+    let flags = if cloexec {
+        rustix::io::FdFlags::CLOEXEC
+    } else {
+        rustix::io::FdFlags::empty()
+    };
+    rustix::io::fcntl_setfd(fd, flags).map_err(io::Error::from)
+}
+
+/// `mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED [| MAP_ANONYMOUS], fd, 0)`.
+///
+/// With `fd == None` the mapping is anonymous and shared: fork children see
+/// the same pages. The pages start zeroed.
+///
+/// # Safety
+///
+/// - The caller owns the returned range and must unmap it with [`munmap`]
+///   with the same `len`, exactly once, when no reference into it remains.
+pub unsafe fn mmap_shared(fd: Option<BorrowedFd<'_>>, len: usize) -> io::Result<NonNull<u8>> {
+    let prot = ProtFlags::READ | ProtFlags::WRITE;
+    // SAFETY: a NULL hint lets the kernel pick a fresh range, so no existing
+    // mapping is replaced; the caller owns the result (see `# Safety`).
+    let ptr = unsafe {
+        match fd {
+            Some(fd) => rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, fd, 0)?,
+            None => rustix::mm::mmap_anonymous(std::ptr::null_mut(), len, prot, MapFlags::SHARED)?,
+        }
+    };
+    NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned NULL"))
+}
+
+/// `munmap(ptr, len)`.
+///
+/// # Safety
+///
+/// - `ptr` and `len` are exactly those of one [`mmap_shared`] call not yet unmapped.
+/// - No reference into the range is used afterwards.
+pub unsafe fn munmap(ptr: NonNull<u8>, len: usize) -> io::Result<()> {
+    // SAFETY: the caller guarantees the range is one live mapping of ours
+    // and that nothing refers to it any more.
+    unsafe { rustix::mm::munmap(ptr.as_ptr().cast(), len) }.map_err(io::Error::from)
+}

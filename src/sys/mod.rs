@@ -1,0 +1,18 @@
+//! The only module that makes raw system calls.
+//!
+//! Every function is named after the system call it wraps, says so in its
+//! first doc line, and returns [`std::io::Result`]. Higher layers never call
+//! `libc` or `rustix` for a syscall themselves; they come here.
+
+mod futex;
+mod mem;
+mod proc;
+
+pub use futex::{futex_wait, futex_wake};
+pub use mem::{
+    fstat_size, ftruncate, memfd_create, mmap_shared, munmap, set_cloexec, shm_open, shm_unlink,
+};
+pub use proc::{
+    ChildStatus, Forked, current_ids, exit_immediately, fork, getpid, gettid, kill, pidfd_open,
+    poll_readable, process_start_time, set_parent_death_signal, waitpid,
+};

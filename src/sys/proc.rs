@@ -1,0 +1,242 @@
+//! Processes: `fork(2)`, `waitpid(2)`, `pidfd_open(2)`, `poll(2)`, `kill(2)`, `_exit(2)`,
+//! `getpid(2)`, `gettid(2)`, `prctl(PR_SET_PDEATHSIG)`, and `/proc/PID/stat`.
+
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+/// What [`fork`] returned in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forked {
+    /// We are the parent; the child has this pid.
+    Parent(i32),
+    /// We are the new child.
+    Child,
+}
+
+/// How a child ended, as `waitpid(2)` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildStatus {
+    /// `exit(code)` or a return from its entry.
+    Exited(i32),
+    /// Killed by this signal number.
+    Signaled(i32),
+}
+
+impl ChildStatus {
+    /// Python's `exitcode`: the exit code, or the negative signal number.
+    pub fn exitcode(self) -> i32 {
+        match self {
+            ChildStatus::Exited(code) => code,
+            ChildStatus::Signaled(sig) => -sig,
+        }
+    }
+}
+
+/// `fork(2)`: duplicates the calling process.
+///
+/// # Safety
+///
+/// - In the child only the calling thread exists. If the parent had other
+///   threads, they may have held locks (the allocator's among them), so the
+///   child must restrict itself to async-signal-safe work until it execs or
+///   exits, exactly as POSIX says.
+/// - The child must leave with [`exit_immediately`] (or exec), never by
+///   returning into code that assumes it is the parent.
+pub unsafe fn fork() -> io::Result<Forked> {
+    // SAFETY: the caller accepts fork's rules above.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid)),
+    }
+}
+
+/// `waitpid(pid, &status, nohang ? WNOHANG : 0)`: reaps the child `pid`.
+///
+/// Returns `Ok(None)` when `nohang` and the child still runs. Retries on `EINTR`.
+pub fn waitpid(pid: i32, nohang: bool) -> io::Result<Option<ChildStatus>> {
+    let mut status = 0;
+    let flags = if nohang { libc::WNOHANG } else { 0 };
+    loop {
+        // SAFETY: `status` is a valid out-pointer for the call's duration.
+        let r = unsafe { libc::waitpid(pid, &mut status, flags) };
+        if r == -1 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        if r == 0 {
+            return Ok(None);
+        }
+        return Ok(Some(if libc::WIFSIGNALED(status) {
+            ChildStatus::Signaled(libc::WTERMSIG(status))
+        } else {
+            ChildStatus::Exited(libc::WEXITSTATUS(status))
+        }));
+    }
+}
+
+/// `pidfd_open(pid, 0)`: a descriptor that becomes readable when `pid` exits.
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    let pid = rustix::process::Pid::from_raw(pid)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "pid must be positive"))?;
+    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).map_err(io::Error::from)
+}
+
+/// `poll([{fd, POLLIN}], timeout)`: whether `fd` became readable within `timeout`
+/// (`None` waits forever). Retries on `EINTR` with the time that is left.
+pub fn poll_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    loop {
+        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        let ts = left.map(|d| Timespec {
+            tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
+            tv_nsec: d.subsec_nanos().into(),
+        });
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        match rustix::event::poll(&mut fds, ts.as_ref()) {
+            Ok(n) => return Ok(n > 0),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// `kill(pid, sig)`.
+pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
+    // SAFETY: kill has no memory-safety preconditions.
+    if unsafe { libc::kill(pid, sig) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `_exit(code)`: ends the process at once, running no destructors or `atexit` handlers.
+pub fn exit_immediately(code: i32) -> ! {
+    // SAFETY: _exit is async-signal-safe and never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// `getpid(2)`.
+pub fn getpid() -> i32 {
+    rustix::process::getpid().as_raw_nonzero().get()
+}
+
+/// `gettid(2)`.
+pub fn gettid() -> i32 {
+    rustix::thread::gettid().as_raw_nonzero().get()
+}
+
+/// `prctl(PR_SET_PDEATHSIG, sig)`: the kernel sends `sig` to this process when
+/// the thread that forked it exits.
+pub fn set_parent_death_signal(sig: i32) -> io::Result<()> {
+    // SAFETY: PR_SET_PDEATHSIG takes an integer signal number and no pointers.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Field 22 (`starttime`, in clock ticks since boot) of `/proc/PID/stat`, and
+/// whether the process is a zombie or dead (state `Z` or `X`).
+///
+/// Together with the pid it names a process uniquely across pid reuse.
+/// `Ok(None)` when no such process exists.
+pub fn process_start_time(pid: i32) -> io::Result<Option<(u64, bool)>> {
+    let text = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    // The command name (field 2) is in parentheses and may contain spaces
+    // or parentheses itself: split after its last ')'.
+    let rest = text
+        .rfind(')')
+        .map(|i| &text[i + 1..])
+        .ok_or_else(|| io::Error::other("unparsable /proc/PID/stat"))?;
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next().unwrap_or("?");
+    // `rest` starts at field 3 (state); starttime is field 22.
+    let start = fields
+        .nth(18)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| io::Error::other("no starttime in /proc/PID/stat"))?;
+    Ok(Some((start, matches!(state, "Z" | "X"))))
+}
+
+/// Bumped in every fork child (by `pthread_atfork`), so per-thread caches
+/// of the pid and tid know they are stale.
+static FORK_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+extern "C" fn after_fork_in_child() {
+    // Relaxed: read only by this (single-threaded) child after fork returns.
+    FORK_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn register_atfork() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: the handler is an `extern "C" fn()` that only bumps an
+        // atomic, which is async-signal-safe as fork's child handlers must be.
+        let rc = unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+        assert_eq!(rc, 0, "pthread_atfork failed");
+    });
+}
+
+/// The calling thread's `(pid, tid)`, cached per thread without a syscall and
+/// refreshed after a `fork`, whoever made it (C code included).
+pub fn current_ids() -> (i32, i32) {
+    use std::cell::Cell;
+    use std::sync::atomic::Ordering;
+    thread_local! {
+        static CACHE: Cell<(u64, i32, i32)> = const { Cell::new((u64::MAX, 0, 0)) };
+    }
+    CACHE.with(|c| {
+        // Relaxed: the generation is written in this same process, by the
+        // fork child handler that runs before fork returns in this thread.
+        let generation = FORK_GENERATION.load(Ordering::Relaxed);
+        let (cached_gen, pid, tid) = c.get();
+        if cached_gen == generation {
+            return (pid, tid);
+        }
+        register_atfork();
+        let ids = (getpid(), gettid());
+        c.set((FORK_GENERATION.load(Ordering::Relaxed), ids.0, ids.1));
+        ids
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_refreshed_in_a_fork_child() {
+        let (pid, tid) = current_ids();
+        assert_eq!((pid, tid), (getpid(), gettid()));
+        // SAFETY: the child only calls current_ids (no locks taken on the
+        // cached path after fork; getpid/gettid are syscalls) and _exits.
+        match unsafe { fork() }.unwrap() {
+            Forked::Child => {
+                let (cpid, ctid) = current_ids();
+                let ok = cpid == getpid() && ctid == gettid() && cpid != pid;
+                exit_immediately(if ok { 0 } else { 3 });
+            }
+            Forked::Parent(child) => {
+                assert_eq!(waitpid(child, false).unwrap(), Some(ChildStatus::Exited(0)));
+            }
+        }
+    }
+
+    #[test]
+    fn start_time_names_a_live_process() {
+        let (start, dead) = process_start_time(getpid()).unwrap().unwrap();
+        assert!(start > 0);
+        assert!(!dead);
+        assert_eq!(process_start_time(i32::MAX).unwrap(), None);
+    }
+}
