@@ -2,5 +2,8 @@
 //! primitive (and the queues) builds on.
 
 mod event_count;
+mod lock;
+mod owner;
 
 pub use event_count::EventCount;
+pub use lock::{LockError, LockGuard, NotOwner, RawLock};
