@@ -4,6 +4,8 @@
 mod event_count;
 mod lock;
 mod owner;
+mod rlock;
 
 pub use event_count::EventCount;
 pub use lock::{LockError, LockGuard, NotOwner, RawLock};
+pub use rlock::{RLockGuard, RawRLock};
