@@ -62,6 +62,7 @@ pub(crate) fn stamp_tid(stamp: u64) -> u32 {
 }
 
 /// The start-time field of a stamp (0: unknown).
+#[cfg_attr(loom, allow(dead_code))]
 fn stamp_start(stamp: u64) -> u64 {
     stamp >> 30
 }

@@ -199,11 +199,6 @@ impl RawRLock {
         self.count.store(levels, Ordering::Relaxed);
         acquired
     }
-
-    /// The underlying lock word's owner check.
-    pub(crate) fn held_by(&self, me: Me) -> bool {
-        self.lock.held_by(me)
-    }
 }
 
 /// Proof that the calling thread holds one level of a [`RawRLock`];
