@@ -149,3 +149,62 @@ fn condition_two_waiters_two_notifies() {
         }
     });
 }
+
+/// A waiter that gives up on its deadline (at once, under loom) while
+/// another sleeps: the sleeper still gets the lock once the holder lets go
+/// (a stranded sleeper would be a loom deadlock). The shim's futex wakes
+/// every sleeper, so this cannot show the one-wake hand-off; the real
+/// protocol keeps WAITERS set on the way out, and a sleeper also re-checks
+/// at the end of each liveness slice.
+#[test]
+fn a_timed_out_waiter_does_not_strand_a_sleeper() {
+    loom::model(|| {
+        let lock = Arc::new(RawLock::new());
+        let held = lock.acquire().unwrap();
+        let l2 = lock.clone();
+        let sleeper = thread::spawn(move || drop(l2.acquire().unwrap()));
+        let l3 = lock.clone();
+        let impatient = thread::spawn(move || {
+            // Either it times out or, once the lock is free, takes it.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+            drop(l3.acquire_until(Some(deadline)));
+        });
+        drop(held);
+        sleeper.join().unwrap();
+        impatient.join().unwrap();
+        assert!(!lock.is_locked());
+    });
+}
+
+/// A waiter that timed out and left is skipped: the next notify(1) reaches
+/// the waiter that still waits (were it wasted on the leaver's slot, the
+/// remaining waiter would sleep forever: a loom deadlock).
+#[test]
+fn a_left_waiter_does_not_take_the_next_notify() {
+    loom::model(|| {
+        let cond = Arc::new(RawCondition::new());
+        let flag = Arc::new(AtomicBool::new(false));
+        let (c1, f1) = (cond.clone(), flag.clone());
+        let patient = thread::spawn(move || {
+            let _g = c1.lock().acquire().unwrap();
+            // Relaxed: under the lock.
+            let got = c1.wait_for(c1.lock(), || f1.load(Ordering::Relaxed), None);
+            assert_eq!(got, Ok(true));
+        });
+        let c2 = cond.clone();
+        let leaver = thread::spawn(move || {
+            let _g = c2.lock().acquire().unwrap();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+            // Under loom the deadline passes at once; nobody notifies yet.
+            assert_eq!(c2.wait(c2.lock(), Some(deadline)), Ok(false));
+        });
+        leaver.join().unwrap();
+        {
+            let _g = cond.lock().acquire().unwrap();
+            flag.store(true, Ordering::Relaxed);
+            cond.notify(cond.lock(), 1).unwrap();
+        }
+        patient.join().unwrap();
+        assert_eq!(cond.waiters(), 0);
+    });
+}
