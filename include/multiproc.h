@@ -17,6 +17,15 @@
 #include <stddef.h>
 #include <stdbool.h>
 
+// Pages seen by fork children only (`MAP_SHARED | MAP_ANONYMOUS`).
+#define MP_BACKING_ANONYMOUS 0
+
+// A memfd: fork children, and processes the descriptor is passed to.
+#define MP_BACKING_MEMFD 1
+
+// A `/dev/shm` name: any process of the same user.
+#define MP_BACKING_NAMED 2
+
 // Success.
 #define MP_OK 0
 
@@ -80,9 +89,78 @@
 // `timeout_ns` value that waits without limit.
 #define MP_WAIT_FOREVER -1
 
+// A block of shared bytes in its own segment.
+typedef struct mp_segment_t mp_segment_t;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+// Creates a zeroed block of `len` bytes (`len` > 0) with the given backing
+// (`MP_BACKING_*`) and stores it in `*out`.
+//
+// # Safety
+//
+// - `out` is NULL or valid for writing one pointer.
+int mp_segment_new(size_t len, int backing, mp_segment_t **out);
+
+// Attaches to the block named by a handle text (from `mp_segment_handle`
+// in this or another process) and stores it in `*out`.
+//
+// Errors: `MP_ERR_INVALID` for text that does not parse or an offset
+// outside the segment, `MP_ERR_KIND` for a handle of another object kind,
+// `MP_ERR_VERSION` for an incompatible layout, `MP_ERR_NOT_FOUND` when the
+// segment cannot be reached.
+//
+// # Safety
+//
+// - `handle` is NULL or a NUL-terminated string.
+// - `out` is NULL or valid for writing one pointer.
+int mp_segment_open(const char *handle, mp_segment_t **out);
+
+// The first byte of the block, or NULL (with `mp_last_error` set) if `seg`
+// is not a live segment.
+//
+// # Safety
+//
+// - `seg` is NULL or a pointer returned by `mp_segment_new`/`mp_segment_open`.
+void *mp_segment_data(mp_segment_t *seg);
+
+// The length of the block in bytes, or 0 (with `mp_last_error` set) if
+// `seg` is not a live segment.
+//
+// # Safety
+//
+// - `seg` is NULL or a pointer returned by `mp_segment_new`/`mp_segment_open`.
+size_t mp_segment_len(const mp_segment_t *seg);
+
+// Writes the block's NUL-terminated handle text into `buf` (`cap` bytes).
+// `MP_ERR_TOO_LARGE` if it does not fit (128 bytes always suffice).
+//
+// # Safety
+//
+// - `seg` is NULL or a pointer returned by `mp_segment_new`/`mp_segment_open`.
+// - `buf` is NULL or valid for writing `cap` bytes.
+int mp_segment_handle(const mp_segment_t *seg, char *buf, size_t cap);
+
+// Releases this process's reference. The memory lives on while other
+// processes map it; a named block is unlinked when its creator frees it.
+// NULL is a no-op; a pointer that is not a live segment is refused (see
+// `mp_last_error`) and left alone.
+//
+// # Safety
+//
+// - `seg` is NULL or a pointer returned by `mp_segment_new`/`mp_segment_open`,
+//   not used again afterwards.
+void mp_segment_free(mp_segment_t *seg);
+
+// Unlinks every named segment in `/dev/shm` whose creating process is no
+// longer alive; stores how many in `*removed` (if not NULL).
+//
+// # Safety
+//
+// - `removed` is NULL or valid for writing one `size_t`.
+int mp_segment_sweep(size_t *removed);
 
 // The name of a status code (`"MP_ERR_TIMEOUT: timed out"`), or
 // `"unknown status"` for a number that is none. Never NULL; static storage.

@@ -5,12 +5,17 @@
 //! `libc` or `rustix` for a syscall themselves; they come here.
 
 mod futex;
+mod ipc;
 mod mem;
 mod proc;
 
 pub use futex::{futex_wait, futex_wake};
+pub use ipc::{
+    close_range_except, ignore_signal, recv, send_nosignal, socketpair_seqpacket, unlink_path,
+};
 pub use mem::{
-    fstat_size, ftruncate, memfd_create, mmap_shared, munmap, set_cloexec, shm_open, shm_unlink,
+    dup_cloexec, fstat_size, ftruncate, getrandom_u64, memfd_create, mmap_shared, munmap,
+    page_size, set_cloexec, shm_open, shm_unlink,
 };
 pub use proc::{
     ChildStatus, Forked, current_ids, exit_immediately, fork, getpid, gettid, kill, pidfd_open,
