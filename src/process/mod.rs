@@ -29,7 +29,7 @@
 //! [`StartMethod::Fork`] is the only one available yet. `Spawn` (a fresh
 //! run of the same executable, which calls [`init`] first thing in `main`)
 //! and `ForkServer` are coming; for now [`Process::start`] refuses them with
-//! [`Error::Invalid`](crate::Error::Invalid).
+//! [`Error::Invalid`].
 //!
 //! # Fork and threads
 //!
@@ -62,7 +62,7 @@
 //! then). A child whose `Process` was dropped while it still ran is an
 //! orphan: see [`Process`]'s docs and [`active_children`]. A program that
 //! reaps children itself (`waitpid(-1)`, or SIGCHLD set to `SIG_IGN`) takes
-//! their exit codes away: `join` then fails with [`Error::Os`](crate::Error::Os) (`ECHILD`).
+//! their exit codes away: `join` then fails with [`Error::Os`] (`ECHILD`).
 //!
 //! Waiting sleeps in `poll(2)` on the child's pidfd. On kernels without
 //! `pidfd_open` (before Linux 5.3) it polls `waitpid` instead, pausing
