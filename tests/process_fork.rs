@@ -161,6 +161,21 @@ fn join_times_out_while_the_child_blocks_then_succeeds() {
 }
 
 #[test]
+fn one_thread_joins_while_another_kills() {
+    fn send_and_sync<T: Send + Sync>(_: &T) {}
+    let (r, _w) = gate();
+    let p = Process::new(wait_at(r));
+    send_and_sync(&p);
+    p.start().unwrap();
+    std::thread::scope(|s| {
+        let joiner = s.spawn(|| p.join(Some(DEADLINE)));
+        p.kill().unwrap();
+        assert_eq!(joiner.join().unwrap().unwrap(), -9);
+    });
+    assert_eq!(join(&p), -9);
+}
+
+#[test]
 fn join_twice_returns_the_cached_code_and_leaves_no_zombie() {
     let p = Process::new(|| 5);
     p.start().unwrap();

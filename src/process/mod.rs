@@ -40,19 +40,31 @@
 //! forever in the child, and taking it there deadlocks. multiproc holds its
 //! own locks (and Rust's stdout and stderr) across `fork`, so they are
 //! consistent in the child, and glibc's `malloc` prepares for fork as well;
-//! anything else is your responsibility. If your program has threads, start
+//! anything else is your responsibility. Likewise, whatever another thread
+//! was in the middle of updating without a lock (a lock-free structure, say)
+//! is frozen half-done in the child. If your program has threads, start
 //! processes before it starts them, or make the child use only what no other
-//! thread could have been holding.
+//! thread could have been touching.
 //!
-//! What the child may do: run your code on its copy of memory; use the
-//! shared objects it inherited (locks, queues, arrays made before `start`),
-//! which are the same objects in both processes; write to the descriptors
-//! it inherited; start processes of its own. It ends when the target
-//! returns: stdout and stderr are flushed (Rust's and C's), then `_exit`
-//! ends it *without* running the destructors of what it inherited, so a
-//! child never closes, unlinks or frees the parent's resources. A target
-//! may also end the child itself with `std::process::exit` (which runs the
-//! C `atexit` handlers it inherited) or [`sys::exit_immediately`](crate::sys::exit_immediately).
+//! # What the child may do, and how it ends
+//!
+//! - Run your code on its copy of memory; use the shared objects it
+//!   inherited (locks, queues, arrays made before `start`), which are the
+//!   same objects in both processes; write to the descriptors it inherited;
+//!   start processes of its own.
+//! - It ends when the target returns: Rust's and C's stdout and stderr are
+//!   flushed, then `_exit` ends it *without* running the destructors of what
+//!   it inherited, so a child never closes, unlinks or frees the parent's
+//!   resources. A target may also end it with `std::process::exit` (which
+//!   runs the C `atexit` handlers it inherited) or
+//!   [`sys::exit_immediately`](crate::sys::exit_immediately).
+//! - Only what the closure captured by move is the child's own: it is
+//!   dropped in the child when the target returns. The parent drops its
+//!   copy of the closure when `start` returns.
+//! - Under a test harness that captures output (`cargo test` without
+//!   `--nocapture`), `println!` in a child goes to the child's copy of the
+//!   harness's buffer and is lost; write to `std::io::stdout()` or
+//!   `std::io::stderr()` directly to see it.
 //!
 //! # Reaping
 //!
