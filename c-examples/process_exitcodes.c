@@ -3,10 +3,12 @@
  * their exit codes (returned, or minus the signal that killed them), and
  * check that bad input gets a specific error code.
  *
- * Build: gcc -Wall -Wextra -Werror -Iinclude c-examples/process_exitcodes.c \
+ * Build: gcc -std=c11 -Wall -Wextra -Werror -Iinclude c-examples/process_exitcodes.c \
  *            target/debug/libmultiproc.a -lpthread -ldl -lm
  * Exits 0 when every check holds.
  */
+#define _POSIX_C_SOURCE 200809L /* pipe, read, write, close, poll */
+
 #include "multiproc.h"
 
 #include <poll.h>
