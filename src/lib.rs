@@ -8,3 +8,4 @@ pub mod sys;
 pub use error::{Error, Result, Status};
 pub mod ffi;
 pub mod shm;
+pub mod process;

@@ -4,11 +4,13 @@
 //! first doc line, and returns [`std::io::Result`]. Higher layers never call
 //! `libc` or `rustix` for a syscall themselves; they come here.
 
+mod fd;
 mod futex;
 mod ipc;
 mod mem;
 mod proc;
 
+pub use fd::{dup2, fflush_all, pipe};
 pub use futex::{futex_wait, futex_wake};
 pub use ipc::{
     close_range_except, ignore_signal, recv, send_nosignal, socketpair_seqpacket, unlink_path,
@@ -19,5 +21,5 @@ pub use mem::{
 };
 pub use proc::{
     ChildStatus, Forked, current_ids, exit_immediately, fork, getpid, gettid, kill, pidfd_open,
-    poll_readable, process_start_time, set_parent_death_signal, waitpid,
+    pidfd_send_signal, poll_readable, process_start_time, set_parent_death_signal, waitpid,
 };
