@@ -291,11 +291,11 @@ impl Drop for Process {
         }
         // Reaps it if it ended. A running non-daemon child stays in the
         // table of children, as an orphan reaped by a later sweep.
-        if let Ok(None) = child.poll() {
-            if self.daemon {
-                let _ = child.signal(libc::SIGKILL);
-                let _ = child.wait(None);
-            }
+        if let Ok(None) = child.poll()
+            && self.daemon
+        {
+            let _ = child.signal(libc::SIGKILL);
+            let _ = child.wait(None);
         }
     }
 }

@@ -146,7 +146,7 @@ impl<T: ShmObject> ShmBox<T> {
         let len = segment.len();
         let header_end = offset.checked_add(size_of::<ObjectHeader>());
         if offset < FIRST_OBJECT_OFFSET
-            || offset % align_of::<ObjectHeader>() != 0
+            || !offset.is_multiple_of(align_of::<ObjectHeader>())
             || header_end.is_none_or(|end| end > len)
         {
             return Err(Error::Invalid(format!(
