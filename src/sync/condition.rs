@@ -43,10 +43,16 @@ use std::time::{Duration, Instant};
 
 use super::event_count::EventCount;
 use super::lock::{Acquired, NotOwner, RawLock, deadline_after};
+#[cfg(not(loom))]
+use super::lock::{Lock, LockError, LockGuard};
 use super::owner::{self, Me};
 use super::rlock::RawRLock;
+#[cfg(not(loom))]
+use super::rlock::{RLock, RLockGuard};
 use crate::error::Error;
 use crate::shim::{self, AtomicU32, AtomicU64, Ordering, Wake};
+#[cfg(not(loom))]
+use crate::shm::{Handle, ObjectKind, Segment, ShmBox, ShmObject, ShmSafe};
 
 /// How many waiters a condition tracks individually (see the module doc).
 #[cfg(not(loom))]
@@ -98,8 +104,11 @@ pub struct RawCondition {
     overflow_epoch: AtomicU32,
     /// Where overflow waiters sleep.
     overflow: EventCount,
-    /// Zero; keeps `slots` 8-aligned.
-    _reserved: u32,
+    /// 0 when the condition works with `own_lock`; otherwise the
+    /// [`ObjectKind`](crate::shm::ObjectKind) number of the separate lock
+    /// object it was made for (so that `Condition::open` can insist on it).
+    /// Written once by the creator before the object is published.
+    external_lock: u32,
     /// The waiter slots (see the module's table).
     slots: [WaitSlot; WAIT_SLOTS],
 }
@@ -250,7 +259,7 @@ impl RawCondition {
             overflow_waiting: AtomicU32::new(0),
             overflow_epoch: AtomicU32::new(0),
             overflow: EventCount::new(),
-            _reserved: 0,
+            external_lock: 0,
             slots: [EMPTY; WAIT_SLOTS],
         }
     }
@@ -265,7 +274,7 @@ impl RawCondition {
             overflow_waiting: AtomicU32::new(0),
             overflow_epoch: AtomicU32::new(0),
             overflow: EventCount::new(),
-            _reserved: 0,
+            external_lock: 0,
             slots: std::array::from_fn(|_| WaitSlot::default()),
         }
     }
@@ -498,6 +507,302 @@ impl RawCondition {
         }
         self.waiting.fetch_sub(notified, Ordering::Relaxed);
         notified
+    }
+}
+
+// SAFETY: repr(C): a RawRLock (ShmSafe), atomics, an EventCount (ShmSafe),
+// a plain u32 and an array of repr(C) slots of atomics; no pointers, no
+// destructor. Every bit pattern is handled: unknown slot states are neither
+// FREE nor waiting (such a slot is reclaimed once its stamp's thread is
+// dead), counters only bound scans, `external_lock` is only compared.
+// All-zero is a condition without waiters.
+#[cfg(not(loom))]
+unsafe impl ShmSafe for RawCondition {}
+
+// SAFETY: `ObjectKind::Condition` is stored only for `RawCondition`;
+// version 1 is the layout above with 64 slots.
+#[cfg(not(loom))]
+unsafe impl ShmObject for RawCondition {
+    const KIND: ObjectKind = ObjectKind::Condition;
+    const VERSION: u32 = 1;
+}
+
+/// The lock a [`Condition`] works with.
+#[cfg(not(loom))]
+#[derive(Debug, Clone)]
+enum LockInUse {
+    /// The condition's own RLock (inside its shared object).
+    Own,
+    /// A separate [`Lock`].
+    Lock(Lock),
+    /// A separate [`RLock`].
+    RLock(RLock),
+}
+
+/// Python's `multiprocessing.Condition`: a [`RawCondition`] in its own
+/// shared object, with its own RLock (Python's default) or a separate
+/// [`Lock`] or [`RLock`].
+///
+/// Clones and fork children use the same condition; another process gets
+/// it with [`open`](Condition::open) (own lock) or
+/// [`open_with_lock`](Condition::open_with_lock) /
+/// [`open_with_rlock`](Condition::open_with_rlock) (separate lock, opened
+/// by its own handle first).
+///
+/// # Example
+///
+/// ```
+/// use multiproc::process::Process;
+/// use multiproc::sync::Condition;
+/// use std::time::Duration;
+///
+/// let cond = Condition::new()?;
+/// let guard = cond.acquire().expect("nobody died holding it");
+/// let child = Process::new({
+///     let cond = cond.clone();
+///     move || {
+///         // Gets the lock once the parent waits, and notifies it.
+///         let _g = cond.acquire_timeout(Duration::from_secs(30)).unwrap();
+///         cond.notify(1).unwrap();
+///     }
+/// });
+/// child.start()?;
+/// assert_eq!(cond.wait(Some(Duration::from_secs(30))), Ok(true));
+/// drop(guard);
+/// assert_eq!(child.join(Some(Duration::from_secs(30)))?, 0);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[cfg(not(loom))]
+#[derive(Debug, Clone)]
+pub struct Condition {
+    shared: ShmBox<RawCondition>,
+    lock: LockInUse,
+}
+
+/// Proof that the calling thread holds (one level of) a [`Condition`]'s
+/// lock; releases it on drop.
+#[cfg(not(loom))]
+#[derive(Debug)]
+#[must_use = "the lock is released when the guard is dropped"]
+pub enum ConditionGuard<'a> {
+    /// The guard of a plain lock.
+    Lock(LockGuard<'a>),
+    /// The guard of a re-entrant lock (the condition's own, or separate).
+    RLock(RLockGuard<'a>),
+}
+
+#[cfg(not(loom))]
+impl ConditionGuard<'_> {
+    /// Marks the protected data repaired after an `OwnerDied`.
+    pub fn make_consistent(&self) {
+        match self {
+            ConditionGuard::Lock(g) => g.make_consistent(),
+            ConditionGuard::RLock(g) => g.make_consistent(),
+        }
+    }
+}
+
+#[cfg(not(loom))]
+impl Condition {
+    /// A condition with its own re-entrant lock, in a new segment.
+    pub fn new() -> crate::Result<Condition> {
+        Ok(Condition {
+            shared: ShmBox::new(RawCondition::new())?,
+            lock: LockInUse::Own,
+        })
+    }
+
+    /// A condition with its own re-entrant lock, placed in `segment`.
+    pub fn new_in(segment: &Segment) -> crate::Result<Condition> {
+        Ok(Condition {
+            shared: ShmBox::new_in(segment, RawCondition::new())?,
+            lock: LockInUse::Own,
+        })
+    }
+
+    /// A condition for a separate plain lock, in a new segment.
+    pub fn with_lock(lock: Lock) -> crate::Result<Condition> {
+        Self::with_external(LockInUse::Lock(lock), ObjectKind::Lock)
+    }
+
+    /// A condition for a separate re-entrant lock, in a new segment.
+    pub fn with_rlock(rlock: RLock) -> crate::Result<Condition> {
+        Self::with_external(LockInUse::RLock(rlock), ObjectKind::RLock)
+    }
+
+    fn with_external(lock: LockInUse, kind: ObjectKind) -> crate::Result<Condition> {
+        let mut raw = RawCondition::new();
+        raw.external_lock = kind as u32;
+        Ok(Condition {
+            shared: ShmBox::new(raw)?,
+            lock,
+        })
+    }
+
+    /// The handle that names this condition to another process (a separate
+    /// lock has a handle of its own).
+    pub fn handle(&self) -> Handle {
+        self.shared.handle()
+    }
+
+    /// Attaches to a condition with its own lock. [`Error::Invalid`] if it
+    /// was made for a separate lock (use `open_with_lock`/`open_with_rlock`).
+    pub fn open(handle: &Handle) -> crate::Result<Condition> {
+        Self::open_checked(handle, LockInUse::Own, 0)
+    }
+
+    /// Attaches to a condition made for the separate plain `lock`.
+    /// [`Error::Invalid`] if it was made with another kind of lock.
+    pub fn open_with_lock(handle: &Handle, lock: Lock) -> crate::Result<Condition> {
+        Self::open_checked(handle, LockInUse::Lock(lock), ObjectKind::Lock as u32)
+    }
+
+    /// Attaches to a condition made for the separate re-entrant `rlock`.
+    /// [`Error::Invalid`] if it was made with another kind of lock.
+    pub fn open_with_rlock(handle: &Handle, rlock: RLock) -> crate::Result<Condition> {
+        Self::open_checked(handle, LockInUse::RLock(rlock), ObjectKind::RLock as u32)
+    }
+
+    fn open_checked(handle: &Handle, lock: LockInUse, expected: u32) -> crate::Result<Condition> {
+        let shared: ShmBox<RawCondition> = ShmBox::open(handle)?;
+        let describe = |k: u32| match ObjectKind::from_raw(k) {
+            _ if k == 0 => "its own lock".to_owned(),
+            Some(kind) => format!("a separate {}", kind.name()),
+            None => format!("an unknown lock kind {k}"),
+        };
+        if shared.external_lock != expected {
+            return Err(Error::Invalid(format!(
+                "the condition was made with {}, but is opened with {}",
+                describe(shared.external_lock),
+                describe(expected)
+            )));
+        }
+        Ok(Condition { shared, lock })
+    }
+
+    /// The condition in shared memory.
+    pub fn raw(&self) -> &RawCondition {
+        &self.shared
+    }
+
+    /// The lock in use, as the raw layer sees it.
+    fn lock_in_use(&self) -> &dyn ConditionLock {
+        match &self.lock {
+            LockInUse::Own => self.shared.lock(),
+            LockInUse::Lock(l) => &**l,
+            LockInUse::RLock(r) => &**r,
+        }
+    }
+
+    /// Acquires the condition's lock (Python's `with cond:`).
+    pub fn acquire(&self) -> Result<ConditionGuard<'_>, LockError<ConditionGuard<'_>>> {
+        self.acquire_until(None)
+    }
+
+    /// Acquires the lock if free (or its holder is dead).
+    pub fn try_acquire(&self) -> Result<ConditionGuard<'_>, LockError<ConditionGuard<'_>>> {
+        self.acquire_until(Some(Instant::now()))
+    }
+
+    /// Waits at most `timeout` for the lock.
+    pub fn acquire_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<ConditionGuard<'_>, LockError<ConditionGuard<'_>>> {
+        self.acquire_until(deadline_after(timeout))
+    }
+
+    /// Waits until `deadline` (`None`: forever) for the lock.
+    pub fn acquire_until(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<ConditionGuard<'_>, LockError<ConditionGuard<'_>>> {
+        match &self.lock {
+            LockInUse::Own => self
+                .shared
+                .lock()
+                .acquire_until(deadline)
+                .map(ConditionGuard::RLock)
+                .map_err(|e| e.map(ConditionGuard::RLock)),
+            LockInUse::Lock(l) => l
+                .acquire_until(deadline)
+                .map(ConditionGuard::Lock)
+                .map_err(|e| e.map(ConditionGuard::Lock)),
+            LockInUse::RLock(r) => r
+                .acquire_until(deadline)
+                .map(ConditionGuard::RLock)
+                .map_err(|e| e.map(ConditionGuard::RLock)),
+        }
+    }
+
+    /// Acquires the lock without a guard (for the C API); release it with
+    /// [`release`](Self::release).
+    pub fn acquire_unguarded(&self, deadline: Option<Instant>) -> Result<(), LockError<()>> {
+        match &self.lock {
+            LockInUse::Own => self.shared.lock().acquire_unguarded(deadline),
+            LockInUse::Lock(l) => l.acquire_unguarded(deadline),
+            LockInUse::RLock(r) => r.acquire_unguarded(deadline),
+        }
+    }
+
+    /// Releases (one level of) the lock held by the caller.
+    pub fn release(&self) -> Result<(), NotOwner> {
+        match &self.lock {
+            LockInUse::Own => self.shared.lock().release(),
+            LockInUse::Lock(l) => l.release(),
+            LockInUse::RLock(r) => r.release(),
+        }
+    }
+
+    /// Marks the lock's data repaired after an `OwnerDied`. Holder only.
+    pub fn make_consistent(&self) -> Result<(), NotOwner> {
+        match &self.lock {
+            LockInUse::Own => self.shared.lock().make_consistent(),
+            LockInUse::Lock(l) => l.make_consistent(),
+            LockInUse::RLock(r) => r.make_consistent(),
+        }
+    }
+
+    /// Releases the lock, waits until notified or `timeout` (`None`:
+    /// forever), reacquires it. `Ok(true)` when notified.
+    pub fn wait(&self, timeout: Option<Duration>) -> Result<bool, WaitError> {
+        self.shared
+            .wait(self.lock_in_use(), timeout.and_then(deadline_after))
+    }
+
+    /// [`wait`](Self::wait) until `deadline` (`None`: forever).
+    pub fn wait_until(&self, deadline: Option<Instant>) -> Result<bool, WaitError> {
+        self.shared.wait(self.lock_in_use(), deadline)
+    }
+
+    /// Waits until `predicate` holds (checked with the lock held) or the
+    /// timeout passes; returns its last value (Python's `wait_for`).
+    pub fn wait_for(
+        &self,
+        predicate: impl FnMut() -> bool,
+        timeout: Option<Duration>,
+    ) -> Result<bool, WaitError> {
+        self.shared.wait_for(
+            self.lock_in_use(),
+            predicate,
+            timeout.and_then(deadline_after),
+        )
+    }
+
+    /// Wakes at most `n` of the threads waiting now, oldest first. The
+    /// caller must hold the lock.
+    pub fn notify(&self, n: u32) -> Result<(), NotOwner> {
+        self.shared.notify(self.lock_in_use(), n)
+    }
+
+    /// Wakes every thread waiting now. The caller must hold the lock.
+    pub fn notify_all(&self) -> Result<(), NotOwner> {
+        self.shared.notify_all(self.lock_in_use())
+    }
+
+    /// How many threads wait now (a snapshot).
+    pub fn waiters(&self) -> u32 {
+        self.shared.waiters()
     }
 }
 

@@ -58,6 +58,8 @@ use std::time::{Duration, Instant};
 use super::owner::{self, Me, TID_MASK};
 use crate::error::Error;
 use crate::shim::{self, AtomicU32, AtomicU64, Ordering, Wake};
+#[cfg(not(loom))]
+use crate::shm::{Handle, ObjectKind, Segment, ShmBox, ShmObject, ShmSafe};
 
 /// A robust, process-shared lock, placed in shared memory. All-zero bytes
 /// are an unlocked, consistent lock.
@@ -155,6 +157,14 @@ pub enum LockError<G> {
 }
 
 impl<G> LockError<G> {
+    /// Maps the guard of an `OwnerDied`.
+    pub fn map<H>(self, f: impl FnOnce(G) -> H) -> LockError<H> {
+        match self {
+            LockError::Timeout => LockError::Timeout,
+            LockError::OwnerDied(g) => LockError::OwnerDied(f(g)),
+        }
+    }
+
     /// The guard of an `OwnerDied`, or `None` for a timeout.
     pub fn into_guard(self) -> Option<G> {
         match self {
@@ -523,6 +533,98 @@ impl RawLock {
         // set: somebody may sleep on the word.
         self.word.swap(0, Ordering::Release);
         shim::futex_wake(&self.word, 1);
+    }
+}
+
+// SAFETY: repr(C), three atomics of plain integers, no pointers, no
+// destructor. Every bit pattern is a state the code handles: a word's
+// unknown TID is judged by liveness like any other, bit 30 is ignored, any
+// `state` but CONSISTENT reads as inconsistent, a stamp is only compared.
+// All-zero is an unlocked, consistent lock.
+#[cfg(not(loom))]
+unsafe impl ShmSafe for RawLock {}
+
+// SAFETY: `ObjectKind::Lock` is stored only for `RawLock`; version 1 is
+// the layout above (word, state, owner_stamp: 16 bytes).
+#[cfg(not(loom))]
+unsafe impl ShmObject for RawLock {
+    const KIND: ObjectKind = ObjectKind::Lock;
+    const VERSION: u32 = 1;
+}
+
+/// Python's `multiprocessing.Lock`: a robust [`RawLock`] in its own shared
+/// object. Clones, fork children and processes that [`open`](Lock::open)
+/// its [`handle`](Lock::handle) all use the same lock. Everything else is
+/// [`RawLock`]'s API (through `Deref`).
+///
+/// # Example
+///
+/// ```
+/// use multiproc::process::Process;
+/// use multiproc::sync::Lock;
+/// use std::time::Duration;
+///
+/// let lock = Lock::new()?;
+/// let guard = lock.acquire().expect("nobody died holding it");
+/// let child = Process::new({
+///     let lock = lock.clone();
+///     move || match lock.try_acquire() {
+///         Err(multiproc::sync::LockError::Timeout) => 0, // the parent holds it
+///         _ => 1,
+///     }
+/// });
+/// child.start()?;
+/// assert_eq!(child.join(Some(Duration::from_secs(30)))?, 0);
+/// drop(guard);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[cfg(not(loom))]
+#[derive(Debug, Clone)]
+pub struct Lock {
+    shared: ShmBox<RawLock>,
+}
+
+#[cfg(not(loom))]
+impl Lock {
+    /// An unlocked lock in a new segment of the default backing.
+    pub fn new() -> crate::Result<Lock> {
+        Ok(Lock {
+            shared: ShmBox::new(RawLock::new())?,
+        })
+    }
+
+    /// An unlocked lock placed in `segment`.
+    pub fn new_in(segment: &Segment) -> crate::Result<Lock> {
+        Ok(Lock {
+            shared: ShmBox::new_in(segment, RawLock::new())?,
+        })
+    }
+
+    /// The handle that names this lock to another process.
+    pub fn handle(&self) -> Handle {
+        self.shared.handle()
+    }
+
+    /// Attaches to the lock a handle names. [`Error::Kind`] for a handle of
+    /// another object, [`Error::Version`] for an incompatible layout.
+    pub fn open(handle: &Handle) -> crate::Result<Lock> {
+        Ok(Lock {
+            shared: ShmBox::open(handle)?,
+        })
+    }
+
+    /// The segment the lock lives in.
+    pub fn segment(&self) -> &Segment {
+        self.shared.segment()
+    }
+}
+
+#[cfg(not(loom))]
+impl std::ops::Deref for Lock {
+    type Target = RawLock;
+
+    fn deref(&self) -> &RawLock {
+        &self.shared
     }
 }
 

@@ -16,6 +16,8 @@ use super::lock::{
 };
 use super::owner::{self, Me};
 use crate::shim::{AtomicU32, Ordering};
+#[cfg(not(loom))]
+use crate::shm::{Handle, ObjectKind, Segment, ShmBox, ShmObject, ShmSafe};
 
 /// A robust, process-shared, re-entrant lock, placed in shared memory.
 /// All-zero bytes are an unlocked, consistent lock.
@@ -198,6 +200,87 @@ impl RawRLock {
         // Relaxed: written under the lock (SYNC(lock-handoff)).
         self.count.store(levels, Ordering::Relaxed);
         acquired
+    }
+}
+
+// SAFETY: repr(C): a RawLock (ShmSafe, see there), an atomic count and a
+// plain u32; no pointers, no destructor. Any count is handled (only the
+// holder reads it, and a takeover resets it). All-zero is unlocked.
+#[cfg(not(loom))]
+unsafe impl ShmSafe for RawRLock {}
+
+// SAFETY: `ObjectKind::RLock` is stored only for `RawRLock`; version 1 is
+// the layout above (lock, count, reserved: 24 bytes).
+#[cfg(not(loom))]
+unsafe impl ShmObject for RawRLock {
+    const KIND: ObjectKind = ObjectKind::RLock;
+    const VERSION: u32 = 1;
+}
+
+/// Python's `multiprocessing.RLock`: a robust [`RawRLock`] in its own
+/// shared object. Clones, fork children and processes that
+/// [`open`](RLock::open) its [`handle`](RLock::handle) all use the same
+/// lock. Everything else is [`RawRLock`]'s API (through `Deref`).
+///
+/// # Example
+///
+/// ```
+/// use multiproc::sync::RLock;
+///
+/// let rlock = RLock::new()?;
+/// let same = RLock::open(&rlock.handle())?; // as another process would
+/// let _outer = rlock.acquire().unwrap();
+/// let _inner = same.acquire().unwrap();
+/// assert_eq!(rlock.count(), 2);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[cfg(not(loom))]
+#[derive(Debug, Clone)]
+pub struct RLock {
+    shared: ShmBox<RawRLock>,
+}
+
+#[cfg(not(loom))]
+impl RLock {
+    /// An unlocked re-entrant lock in a new segment of the default backing.
+    pub fn new() -> crate::Result<RLock> {
+        Ok(RLock {
+            shared: ShmBox::new(RawRLock::new())?,
+        })
+    }
+
+    /// An unlocked re-entrant lock placed in `segment`.
+    pub fn new_in(segment: &Segment) -> crate::Result<RLock> {
+        Ok(RLock {
+            shared: ShmBox::new_in(segment, RawRLock::new())?,
+        })
+    }
+
+    /// The handle that names this lock to another process.
+    pub fn handle(&self) -> Handle {
+        self.shared.handle()
+    }
+
+    /// Attaches to the re-entrant lock a handle names.
+    /// [`Error::Kind`](crate::Error::Kind) for a handle of another object.
+    pub fn open(handle: &Handle) -> crate::Result<RLock> {
+        Ok(RLock {
+            shared: ShmBox::open(handle)?,
+        })
+    }
+
+    /// The segment the lock lives in.
+    pub fn segment(&self) -> &Segment {
+        self.shared.segment()
+    }
+}
+
+#[cfg(not(loom))]
+impl std::ops::Deref for RLock {
+    type Target = RawRLock;
+
+    fn deref(&self) -> &RawRLock {
+        &self.shared
     }
 }
 
