@@ -274,7 +274,7 @@ void mp_rlock_free(mp_rlock_t *r);
 //
 // - `lock` is NULL or a pointer returned by `mp_lock_new`/`mp_lock_open`.
 // - `out` is NULL or valid for writing one pointer.
-int mp_cond_new(mp_lock_t *lock_, mp_cond_t **out);
+int mp_cond_new(mp_lock_t *lock, mp_cond_t **out);
 
 // Attaches to the condition named by a handle text (from
 // `mp_cond_handle`). Pass the same lock it was made with (opened with
@@ -286,7 +286,7 @@ int mp_cond_new(mp_lock_t *lock_, mp_cond_t **out);
 // - `handle` is NULL or a NUL-terminated string.
 // - `lock` is NULL or a pointer returned by `mp_lock_new`/`mp_lock_open`.
 // - `out` is NULL or valid for writing one pointer.
-int mp_cond_open(const char *handle, mp_lock_t *lock_, mp_cond_t **out);
+int mp_cond_open(const char *handle, mp_lock_t *lock, mp_cond_t **out);
 
 // Writes the condition's handle text into `buf` (`cap` bytes). A separate
 // lock has its own handle (`mp_lock_handle`).

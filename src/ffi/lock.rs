@@ -42,7 +42,7 @@ fn acquired(r: std::result::Result<(), LockError<()>>) -> Result<c_int> {
 /// # Safety
 ///
 /// - `p` is NULL or a pointer returned by `mp_lock_new`/`mp_lock_open`.
-unsafe fn lock<'a>(p: *const mp_lock_t) -> Result<&'a Lock> {
+unsafe fn lock_ref<'a>(p: *const mp_lock_t) -> Result<&'a Lock> {
     // SAFETY: forwarded from the caller; the tag is checked.
     unsafe { Tagged::get(p.cast_mut().cast(), LOCK_TAG, "lock") }.map(|l: &mut mp_lock_t| &l.0)
 }
@@ -50,7 +50,7 @@ unsafe fn lock<'a>(p: *const mp_lock_t) -> Result<&'a Lock> {
 /// # Safety
 ///
 /// - `p` is NULL or a pointer returned by `mp_rlock_new`/`mp_rlock_open`.
-unsafe fn rlock<'a>(p: *const mp_rlock_t) -> Result<&'a RLock> {
+unsafe fn rlock_ref<'a>(p: *const mp_rlock_t) -> Result<&'a RLock> {
     // SAFETY: forwarded from the caller; the tag is checked.
     unsafe { Tagged::get(p.cast_mut().cast(), RLOCK_TAG, "rlock") }.map(|r: &mut mp_rlock_t| &r.0)
 }
@@ -58,7 +58,7 @@ unsafe fn rlock<'a>(p: *const mp_rlock_t) -> Result<&'a RLock> {
 /// # Safety
 ///
 /// - `p` is NULL or a pointer returned by `mp_cond_new`/`mp_cond_open`.
-unsafe fn cond<'a>(p: *const mp_cond_t) -> Result<&'a Condition> {
+unsafe fn cond_ref<'a>(p: *const mp_cond_t) -> Result<&'a Condition> {
     // SAFETY: forwarded from the caller; the tag is checked.
     unsafe { Tagged::get(p.cast_mut().cast(), COND_TAG, "cond") }.map(|c: &mut mp_cond_t| &c.0)
 }
@@ -114,7 +114,7 @@ pub unsafe extern "C" fn mp_lock_handle(
 ) -> c_int {
     guard("mp_lock_handle", || {
         // SAFETY: forwarded from the caller.
-        let text = unsafe { lock(l) }?.handle().to_string();
+        let text = unsafe { lock_ref(l) }?.handle().to_string();
         // SAFETY: forwarded from the caller.
         unsafe { write_c_string(&text, buf, cap) }
     })
@@ -133,7 +133,7 @@ pub unsafe extern "C" fn mp_lock_handle(
 pub unsafe extern "C" fn mp_lock_acquire(l: *mut mp_lock_t, timeout_ns: i64) -> c_int {
     guard("mp_lock_acquire", || {
         // SAFETY: forwarded from the caller.
-        let l = unsafe { lock(l) }?;
+        let l = unsafe { lock_ref(l) }?;
         acquired(l.acquire_unguarded(deadline_from_ns(timeout_ns)?))
     })
 }
@@ -148,7 +148,7 @@ pub unsafe extern "C" fn mp_lock_acquire(l: *mut mp_lock_t, timeout_ns: i64) -> 
 pub unsafe extern "C" fn mp_lock_release(l: *mut mp_lock_t) -> c_int {
     guard("mp_lock_release", || {
         // SAFETY: forwarded from the caller.
-        unsafe { lock(l) }?.release()?;
+        unsafe { lock_ref(l) }?.release()?;
         Ok(MP_OK)
     })
 }
@@ -163,7 +163,7 @@ pub unsafe extern "C" fn mp_lock_release(l: *mut mp_lock_t) -> c_int {
 pub unsafe extern "C" fn mp_lock_make_consistent(l: *mut mp_lock_t) -> c_int {
     guard("mp_lock_make_consistent", || {
         // SAFETY: forwarded from the caller.
-        unsafe { lock(l) }?.make_consistent()?;
+        unsafe { lock_ref(l) }?.make_consistent()?;
         Ok(MP_OK)
     })
 }
@@ -178,7 +178,7 @@ pub unsafe extern "C" fn mp_lock_make_consistent(l: *mut mp_lock_t) -> c_int {
 pub unsafe extern "C" fn mp_lock_is_locked(l: *const mp_lock_t) -> c_int {
     guard("mp_lock_is_locked", || {
         // SAFETY: forwarded from the caller.
-        Ok(c_int::from(unsafe { lock(l) }?.is_locked()))
+        Ok(c_int::from(unsafe { lock_ref(l) }?.is_locked()))
     })
 }
 
@@ -246,7 +246,7 @@ pub unsafe extern "C" fn mp_rlock_handle(
 ) -> c_int {
     guard("mp_rlock_handle", || {
         // SAFETY: forwarded from the caller.
-        let text = unsafe { rlock(r) }?.handle().to_string();
+        let text = unsafe { rlock_ref(r) }?.handle().to_string();
         // SAFETY: forwarded from the caller.
         unsafe { write_c_string(&text, buf, cap) }
     })
@@ -262,7 +262,7 @@ pub unsafe extern "C" fn mp_rlock_handle(
 pub unsafe extern "C" fn mp_rlock_acquire(r: *mut mp_rlock_t, timeout_ns: i64) -> c_int {
     guard("mp_rlock_acquire", || {
         // SAFETY: forwarded from the caller.
-        let r = unsafe { rlock(r) }?;
+        let r = unsafe { rlock_ref(r) }?;
         acquired(r.acquire_unguarded(deadline_from_ns(timeout_ns)?))
     })
 }
@@ -277,7 +277,7 @@ pub unsafe extern "C" fn mp_rlock_acquire(r: *mut mp_rlock_t, timeout_ns: i64) -
 pub unsafe extern "C" fn mp_rlock_release(r: *mut mp_rlock_t) -> c_int {
     guard("mp_rlock_release", || {
         // SAFETY: forwarded from the caller.
-        unsafe { rlock(r) }?.release()?;
+        unsafe { rlock_ref(r) }?.release()?;
         Ok(MP_OK)
     })
 }
@@ -292,7 +292,7 @@ pub unsafe extern "C" fn mp_rlock_release(r: *mut mp_rlock_t) -> c_int {
 pub unsafe extern "C" fn mp_rlock_make_consistent(r: *mut mp_rlock_t) -> c_int {
     guard("mp_rlock_make_consistent", || {
         // SAFETY: forwarded from the caller.
-        unsafe { rlock(r) }?.make_consistent()?;
+        unsafe { rlock_ref(r) }?.make_consistent()?;
         Ok(MP_OK)
     })
 }
@@ -307,7 +307,7 @@ pub unsafe extern "C" fn mp_rlock_make_consistent(r: *mut mp_rlock_t) -> c_int {
 pub unsafe extern "C" fn mp_rlock_count(r: *const mp_rlock_t) -> c_int {
     guard("mp_rlock_count", || {
         // SAFETY: forwarded from the caller.
-        let count = unsafe { rlock(r) }?.count();
+        let count = unsafe { rlock_ref(r) }?.count();
         Ok(c_int::try_from(count).unwrap_or(c_int::MAX))
     })
 }
@@ -338,15 +338,15 @@ pub unsafe extern "C" fn mp_rlock_free(r: *mut mp_rlock_t) {
 /// - `lock` is NULL or a pointer returned by `mp_lock_new`/`mp_lock_open`.
 /// - `out` is NULL or valid for writing one pointer.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mp_cond_new(lock_: *mut mp_lock_t, out: *mut *mut mp_cond_t) -> c_int {
+pub unsafe extern "C" fn mp_cond_new(lock: *mut mp_lock_t, out: *mut *mut mp_cond_t) -> c_int {
     guard("mp_cond_new", || {
         // SAFETY: `out` is NULL or writable (caller's promise).
         let out = unsafe { non_null_mut(out, "out") }?;
-        let c = if lock_.is_null() {
+        let c = if lock.is_null() {
             Condition::new()?
         } else {
             // SAFETY: forwarded from the caller.
-            Condition::with_lock(unsafe { lock(lock_) }?.clone())?
+            Condition::with_lock(unsafe { lock_ref(lock) }?.clone())?
         };
         *out = Tagged::boxed(COND_TAG, mp_cond_t(c)).cast();
         Ok(MP_OK)
@@ -366,18 +366,18 @@ pub unsafe extern "C" fn mp_cond_new(lock_: *mut mp_lock_t, out: *mut *mut mp_co
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mp_cond_open(
     handle: *const c_char,
-    lock_: *mut mp_lock_t,
+    lock: *mut mp_lock_t,
     out: *mut *mut mp_cond_t,
 ) -> c_int {
     guard("mp_cond_open", || {
         // SAFETY: forwarded from the caller's promises.
         let (text, out) = unsafe { (c_str(handle, "handle")?, non_null_mut(out, "out")?) };
         let handle = text.parse::<Handle>()?;
-        let c = if lock_.is_null() {
+        let c = if lock.is_null() {
             Condition::open(&handle)?
         } else {
             // SAFETY: forwarded from the caller.
-            Condition::open_with_lock(&handle, unsafe { lock(lock_) }?.clone())?
+            Condition::open_with_lock(&handle, unsafe { lock_ref(lock) }?.clone())?
         };
         *out = Tagged::boxed(COND_TAG, mp_cond_t(c)).cast();
         Ok(MP_OK)
@@ -399,7 +399,7 @@ pub unsafe extern "C" fn mp_cond_handle(
 ) -> c_int {
     guard("mp_cond_handle", || {
         // SAFETY: forwarded from the caller.
-        let text = unsafe { cond(c) }?.handle().to_string();
+        let text = unsafe { cond_ref(c) }?.handle().to_string();
         // SAFETY: forwarded from the caller.
         unsafe { write_c_string(&text, buf, cap) }
     })
@@ -415,7 +415,7 @@ pub unsafe extern "C" fn mp_cond_handle(
 pub unsafe extern "C" fn mp_cond_acquire(c: *mut mp_cond_t, timeout_ns: i64) -> c_int {
     guard("mp_cond_acquire", || {
         // SAFETY: forwarded from the caller.
-        let c = unsafe { cond(c) }?;
+        let c = unsafe { cond_ref(c) }?;
         acquired(c.acquire_unguarded(deadline_from_ns(timeout_ns)?))
     })
 }
@@ -430,7 +430,7 @@ pub unsafe extern "C" fn mp_cond_acquire(c: *mut mp_cond_t, timeout_ns: i64) -> 
 pub unsafe extern "C" fn mp_cond_release(c: *mut mp_cond_t) -> c_int {
     guard("mp_cond_release", || {
         // SAFETY: forwarded from the caller.
-        unsafe { cond(c) }?.release()?;
+        unsafe { cond_ref(c) }?.release()?;
         Ok(MP_OK)
     })
 }
@@ -445,7 +445,7 @@ pub unsafe extern "C" fn mp_cond_release(c: *mut mp_cond_t) -> c_int {
 pub unsafe extern "C" fn mp_cond_make_consistent(c: *mut mp_cond_t) -> c_int {
     guard("mp_cond_make_consistent", || {
         // SAFETY: forwarded from the caller.
-        unsafe { cond(c) }?.make_consistent()?;
+        unsafe { cond_ref(c) }?.make_consistent()?;
         Ok(MP_OK)
     })
 }
@@ -465,7 +465,7 @@ pub unsafe extern "C" fn mp_cond_make_consistent(c: *mut mp_cond_t) -> c_int {
 pub unsafe extern "C" fn mp_cond_wait(c: *mut mp_cond_t, timeout_ns: i64) -> c_int {
     guard("mp_cond_wait", || {
         // SAFETY: forwarded from the caller.
-        let c = unsafe { cond(c) }?;
+        let c = unsafe { cond_ref(c) }?;
         match c.wait_until(deadline_from_ns(timeout_ns)?)? {
             true => Ok(MP_OK),
             false => Err(Error::Timeout),
@@ -483,7 +483,7 @@ pub unsafe extern "C" fn mp_cond_wait(c: *mut mp_cond_t, timeout_ns: i64) -> c_i
 pub unsafe extern "C" fn mp_cond_notify(c: *mut mp_cond_t, n: u32) -> c_int {
     guard("mp_cond_notify", || {
         // SAFETY: forwarded from the caller.
-        unsafe { cond(c) }?.notify(n)?;
+        unsafe { cond_ref(c) }?.notify(n)?;
         Ok(MP_OK)
     })
 }
@@ -498,7 +498,7 @@ pub unsafe extern "C" fn mp_cond_notify(c: *mut mp_cond_t, n: u32) -> c_int {
 pub unsafe extern "C" fn mp_cond_notify_all(c: *mut mp_cond_t) -> c_int {
     guard("mp_cond_notify_all", || {
         // SAFETY: forwarded from the caller.
-        unsafe { cond(c) }?.notify_all()?;
+        unsafe { cond_ref(c) }?.notify_all()?;
         Ok(MP_OK)
     })
 }
