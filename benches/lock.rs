@@ -220,8 +220,13 @@ fn contend(lock: &dyn SharedLock, iters: u64) -> Duration {
         assert_eq!(status, Some(sys::ChildStatus::Exited(0)));
     }
     // SAFETY: both children have exited.
-    assert_eq!(unsafe { *arena.counter.get() }, 2 * iters, "lost increments");
-    let max_ns = arena.elapsed_ns.iter().map(|e| e.load(Ordering::Acquire)).max();
+    let counted = unsafe { *arena.counter.get() };
+    assert_eq!(counted, 2 * iters, "lost increments");
+    let max_ns = arena
+        .elapsed_ns
+        .iter()
+        .map(|e| e.load(Ordering::Acquire))
+        .max();
     // Per increment: the pair made 2 * iters increments.
     Duration::from_nanos(max_ns.unwrap_or(0) / 2)
 }

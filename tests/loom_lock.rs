@@ -131,7 +131,7 @@ fn condition_two_waiters_two_notifies() {
                 thread::spawn(move || {
                     let tokens = tokens;
                     let _g = lock.acquire().unwrap();
-                    // SAFETY (both closures): under the lock.
+                    // SAFETY: (both closures) under the lock.
                     let ok = cond.wait_for(&*lock, || tokens.0.with(|t| unsafe { *t > 0 }), None);
                     assert_eq!(ok, Ok(true));
                     tokens.0.with_mut(|t| unsafe { *t -= 1 });

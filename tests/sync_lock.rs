@@ -15,7 +15,7 @@ use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 use multiproc::sync::{LockError, NotOwner, RawCondition, RawLock, RawRLock, WaitError};
-use multiproc::sys::{self, ChildStatus, Forked};
+use multiproc::sys::{self, Forked};
 
 /// How long any single blocking step may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -337,7 +337,7 @@ fn condition_producer_consumer_across_processes() {
     // SAFETY: all-zero is an empty buffer with an unlocked condition.
     let buf = unsafe { Shared::<Buffer>::zeroed() };
     let (cond, lock) = (&buf.cond, buf.cond.lock());
-    // SAFETY (all cell accesses below): under `lock`.
+    // SAFETY: (all cell accesses below) under `lock`.
     let len = || unsafe { *buf.tail.get() - *buf.head.get() };
     let producer = fork_child(|| {
         for i in 0..ITEMS {

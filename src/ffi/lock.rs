@@ -538,7 +538,7 @@ mod tests {
     #[test]
     fn lock_round_trip_and_ownership() {
         let mut l = null_mut();
-        // SAFETY (whole test): pointers come from mp_lock_new / are NULL.
+        // SAFETY: (whole test) pointers come from mp_lock_new / are NULL.
         unsafe {
             assert_eq!(mp_lock_new(&mut l), MP_OK);
             assert_eq!(mp_lock_is_locked(l), 0);
@@ -564,7 +564,7 @@ mod tests {
 
     #[test]
     fn null_freed_and_foreign_pointers_are_refused() {
-        // SAFETY (whole test): every pointer is NULL, live, or freed-and-
+        // SAFETY: (whole test) every pointer is NULL, live, or freed-and-
         // still-allocated-by-us (the tag check's contract).
         unsafe {
             assert_eq!(mp_lock_new(null_mut()), MP_ERR_NULL);
@@ -611,7 +611,7 @@ mod tests {
 
     #[test]
     fn rlock_levels_and_handles() {
-        // SAFETY (whole test): pointers come from the constructors.
+        // SAFETY: (whole test) pointers come from the constructors.
         unsafe {
             let mut r = null_mut();
             assert_eq!(mp_rlock_new(&mut r), MP_OK);
@@ -640,7 +640,7 @@ mod tests {
 
     #[test]
     fn condition_needs_its_lock_and_times_out_holding_it() {
-        // SAFETY (whole test): pointers come from the constructors.
+        // SAFETY: (whole test) pointers come from the constructors.
         unsafe {
             let mut own = null_mut();
             assert_eq!(mp_cond_new(null_mut(), &mut own), MP_OK);

@@ -247,11 +247,6 @@ impl RawCondition {
     /// A condition with no waiters and an unlocked own lock (all-zero bytes).
     #[cfg(not(loom))]
     pub const fn new() -> Self {
-        const EMPTY: WaitSlot = WaitSlot {
-            state: AtomicU32::new(FREE),
-            ticket: AtomicU32::new(0),
-            stamp: AtomicU64::new(0),
-        };
         RawCondition {
             own_lock: RawRLock::new(),
             waiting: AtomicU32::new(0),
@@ -260,7 +255,13 @@ impl RawCondition {
             overflow_epoch: AtomicU32::new(0),
             overflow: EventCount::new(),
             external_lock: 0,
-            slots: [EMPTY; WAIT_SLOTS],
+            slots: [const {
+                WaitSlot {
+                    state: AtomicU32::new(FREE),
+                    ticket: AtomicU32::new(0),
+                    stamp: AtomicU64::new(0),
+                }
+            }; WAIT_SLOTS],
         }
     }
 
@@ -493,7 +494,7 @@ impl RawCondition {
         }
         let found = &mut found[..len];
         if (k as usize) < len {
-            found.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+            found.sort_unstable_by_key(|&(age, _)| std::cmp::Reverse(age));
         }
         let mut notified = 0;
         for &(_, i) in found.iter().take(k as usize) {
