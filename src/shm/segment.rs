@@ -5,7 +5,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::shim::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use crate::sys;
 
 use super::{named, registry};

@@ -5,7 +5,7 @@ use std::ops::Deref;
 use std::ptr::NonNull;
 
 use crate::error::{Error, Result};
-use crate::shim::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::object::{OBJECT_MAGIC, ObjectHeader, ObjectKind, ObjectLayout, ShmObject};
 use super::segment::FIRST_OBJECT_OFFSET;
