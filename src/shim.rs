@@ -135,4 +135,5 @@ impl<T> UnsafeCell<T> {
 }
 
 #[cfg(loom)]
+#[allow(unused_imports)]
 pub(crate) use loom::cell::UnsafeCell;

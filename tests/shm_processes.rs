@@ -1,5 +1,6 @@
 //! Segments across real processes: fork children writing into every
 //! backing, and the cleanup of named segments whose creator was SIGKILLed.
+#![cfg(not(loom))]
 
 use std::io::{Read, Write};
 use std::os::fd::AsFd;

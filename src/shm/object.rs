@@ -2,7 +2,7 @@
 //! list of object kinds.
 
 use crate::error::{Error, Result};
-use crate::shim::AtomicU32;
+use std::sync::atomic::AtomicU32;
 
 use super::ShmSafe;
 

@@ -4,7 +4,7 @@
 use std::ptr::NonNull;
 
 use crate::error::{Error, Result};
-use crate::shim::AtomicU64;
+use std::sync::atomic::AtomicU64;
 
 use super::object::{ObjectKind, ShmObject};
 use super::{Backing, Handle, Segment, ShmBox, ShmSafe};
@@ -107,24 +107,20 @@ impl SharedMemory {
 
     /// The block as 64-bit atomics (`len() / 8` of them). Relaxed loads and
     /// stores compile to plain moves.
-    #[cfg(not(loom))]
     pub fn as_atomic_u64(&self) -> &[AtomicU64] {
         self.atomic_view()
     }
 
     /// The block as 32-bit atomics (`len() / 4` of them).
-    #[cfg(not(loom))]
     pub fn as_atomic_u32(&self) -> &[std::sync::atomic::AtomicU32] {
         self.atomic_view()
     }
 
     /// The block as byte atomics.
-    #[cfg(not(loom))]
     pub fn as_atomic_u8(&self) -> &[std::sync::atomic::AtomicU8] {
         self.atomic_view()
     }
 
-    #[cfg(not(loom))]
     fn atomic_view<A: ShmSafe + Sync>(&self) -> &[A] {
         let ptr: NonNull<A> = self.obj.tail().cast();
         debug_assert_eq!(ptr.as_ptr().align_offset(align_of::<A>()), 0);

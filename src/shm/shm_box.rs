@@ -5,13 +5,13 @@ use std::ops::Deref;
 use std::ptr::NonNull;
 
 use crate::error::{Error, Result};
-use crate::shim::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::object::{OBJECT_MAGIC, ObjectHeader, ObjectKind, ObjectLayout, ShmObject};
 use super::segment::FIRST_OBJECT_OFFSET;
 use super::{Handle, Segment, default_backing};
 
-/// One object of type `T` in a shared segment: an [`ObjectHeader`], the
+/// One object of type `T` in a shared segment: an object header, the
 /// `T`, and an optional trailing region of bytes (array elements, ring
 /// slots). Clones refer to the same object.
 ///

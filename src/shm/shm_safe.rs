@@ -42,7 +42,6 @@ macro_rules! shm_safe {
 
 shm_safe!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize, f32, f64);
 
-#[cfg(not(loom))]
 shm_safe!(
     std::sync::atomic::AtomicU8,
     std::sync::atomic::AtomicU16,
