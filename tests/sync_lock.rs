@@ -440,3 +440,83 @@ fn a_notifier_that_dies_holding_the_lock_is_reported_to_the_waiter() {
     drop(g);
     assert_eq!(notifier.join(), -libc::SIGKILL);
 }
+
+#[test]
+fn locks_open_by_handle_text_in_another_process() {
+    let lock = multiproc::sync::Lock::new().expect("lock");
+    let rlock = multiproc::sync::RLock::new().expect("rlock");
+    let (lock_text, rlock_text) = (lock.handle().to_string(), rlock.handle().to_string());
+    // A handle of the wrong kind is refused.
+    assert!(matches!(
+        multiproc::sync::RLock::open(&lock.handle()),
+        Err(multiproc::Error::Kind { .. })
+    ));
+    assert!(matches!(
+        multiproc::sync::Condition::open(&lock.handle()),
+        Err(multiproc::Error::Kind { .. })
+    ));
+    let g = lock.acquire().unwrap();
+    let child = fork_child(move || {
+        let lock = multiproc::sync::Lock::open(&lock_text.parse().unwrap()).unwrap();
+        let rlock = multiproc::sync::RLock::open(&rlock_text.parse().unwrap()).unwrap();
+        // The parent holds the lock: we cannot take or release it.
+        let ok = matches!(lock.try_acquire(), Err(LockError::Timeout))
+            && lock.release() == Err(NotOwner);
+        let r = rlock.acquire_timeout(PATIENCE).unwrap();
+        let again = rlock.acquire().unwrap();
+        let ok = ok && rlock.count() == 2;
+        drop(again);
+        drop(r);
+        if ok { 0 } else { 1 }
+    });
+    assert_eq!(child.join(), 0);
+    drop(g);
+    assert!(!rlock.is_locked());
+}
+
+#[test]
+fn condition_with_a_separate_lock_across_processes() {
+    use multiproc::sync::{Condition, Lock};
+    let lock = Lock::new().expect("lock");
+    let cond = Condition::with_lock(lock.clone()).expect("condition");
+    // Its own handle alone is not enough to open it.
+    assert!(matches!(
+        Condition::open(&cond.handle()),
+        Err(multiproc::Error::Invalid(_))
+    ));
+    let (cond_text, lock_text) = (cond.handle().to_string(), lock.handle().to_string());
+    let g = cond.acquire().unwrap();
+    let notifier = fork_child(move || {
+        let lock = Lock::open(&lock_text.parse().unwrap()).unwrap();
+        let cond = Condition::open_with_lock(&cond_text.parse().unwrap(), lock).unwrap();
+        // The lock is free once the parent waits.
+        let Ok(_g) = cond.acquire_timeout(PATIENCE) else {
+            return 1;
+        };
+        if cond.notify(1).is_err() {
+            return 2;
+        }
+        0
+    });
+    assert_eq!(cond.wait(Some(PATIENCE)), Ok(true));
+    assert!(lock.is_held_by_current_thread());
+    drop(g);
+    assert_eq!(notifier.join(), 0);
+    assert_eq!(cond.notify(1), Err(NotOwner));
+    assert_eq!(cond.wait(Some(Duration::ZERO)), Err(WaitError::NotOwner));
+}
+
+#[test]
+fn errors_convert_into_the_crate_error() {
+    use multiproc::{Error, Status};
+    let timeout: Error = LockError::<()>::Timeout.into();
+    assert_eq!(timeout.status(), Status::Timeout);
+    let died: Error = LockError::OwnerDied(()).into();
+    assert_eq!(died.status(), Status::OwnerDied);
+    assert_eq!(Error::from(NotOwner).status(), Status::NotOwner);
+    assert_eq!(Error::from(WaitError::NotOwner).status(), Status::NotOwner);
+    assert_eq!(
+        Error::from(WaitError::OwnerDied).status(),
+        Status::OwnerDied
+    );
+}
