@@ -247,6 +247,9 @@ impl RawLock {
     }
 
     /// Blocks until the lock is acquired. See [`LockError`] for `OwnerDied`.
+    ///
+    /// Not re-entrant: called again by the holding thread it waits forever,
+    /// as Python's `Lock` does (use a timeout, or [`RawRLock`](super::RawRLock)).
     pub fn acquire(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
         self.acquire_until(None)
     }
