@@ -254,7 +254,10 @@ impl RawLock {
         self.acquire_until(None)
     }
 
-    /// Acquires the lock if it is free now (or its holder is dead).
+    /// Acquires the lock if it is free now (or its holder is dead). When
+    /// the lock is held, the try reads `/proc` once to see whether its
+    /// holder lives (a few microseconds), so that a dead holder is never
+    /// mistaken for a busy one.
     pub fn try_acquire(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
         self.acquire_until(Some(Instant::now()))
     }
