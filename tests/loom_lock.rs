@@ -208,3 +208,29 @@ fn a_left_waiter_does_not_take_the_next_notify() {
         assert_eq!(cond.waiters(), 0);
     });
 }
+
+/// A waiter holding the condition's RLock two levels deep: wait releases
+/// both (else the notifier could never get in: a loom deadlock) and
+/// restores both.
+#[test]
+fn condition_wait_releases_every_rlock_level() {
+    loom::model(|| {
+        let cond = Arc::new(RawCondition::new());
+        let flag = Arc::new(AtomicBool::new(false));
+        let (c2, f2) = (cond.clone(), flag.clone());
+        let notifier = thread::spawn(move || {
+            let _g = c2.lock().acquire().unwrap();
+            // Relaxed: under the lock.
+            f2.store(true, Ordering::Relaxed);
+            c2.notify_all(c2.lock()).unwrap();
+        });
+        let _outer = cond.lock().acquire().unwrap();
+        let _inner = cond.lock().acquire().unwrap();
+        let got = cond.wait_for(cond.lock(), || flag.load(Ordering::Relaxed), None);
+        assert_eq!(got, Ok(true));
+        assert_eq!(cond.lock().count(), 2);
+        drop(_inner);
+        drop(_outer);
+        notifier.join().unwrap();
+    });
+}
