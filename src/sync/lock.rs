@@ -18,8 +18,9 @@
 //!
 //! Unlock by `T`: CAS `T -> 0`; if WAITERS was set, swap to `0` and wake one
 //! sleeper, which re-sets WAITERS when it acquires or sleeps again. A waiter
-//! sets WAITERS *before* it gives up on its deadline, so a waiter that was
-//! woken and leaves never strands the others asleep.
+//! that slept sets WAITERS *before* it gives up on its deadline, so a waiter
+//! that was woken and leaves never strands the others asleep (and sleepers
+//! re-check the word at the end of every liveness slice anyway).
 //!
 //! # Owner death
 //!
@@ -43,14 +44,15 @@
 //! was told `EOWNERDEAD` unlocks without `pthread_mutex_consistent`; here
 //! the lock stays usable and the next acquirer gets the chance to repair.
 //!
-//! Residual races, documented rather than closed: an owner that dies
-//! between its acquiring CAS and its stamp store leaves no stamp, so only
-//! "gone or zombie" reveals its death (if its TID is reused by an unrelated
-//! live thread first, waiters wait for that thread); and a takeover CAS
-//! could succeed on an identical word if, between one waiter's liveness
-//! check and its CAS, another waiter took over, released, and a new thread
-//! with the dead owner's TID acquired — both need TID reuse within
-//! microseconds.
+//! Residual races, documented rather than closed, both needing a TID to be
+//! reused (after the kernel cycled through `pid_max` TIDs) within a tiny
+//! window: an owner that dies in the two instructions between its acquiring
+//! CAS and its stamp store leaves no stamp, so only "gone or zombie" reveals
+//! its death (should an unrelated thread take its TID before a waiter
+//! looks, waiters wait until that thread ends); and a takeover CAS could
+//! succeed on an identical word if, between one waiter's liveness check and
+//! its CAS (microseconds), another waiter took over, released, and a new
+//! thread with the dead owner's TID acquired.
 
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
