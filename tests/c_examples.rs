@@ -25,13 +25,29 @@ use std::process::Command;
 use common::{Library, TempDir, built_library, exclusive, repo_root, run_tool, run_watched};
 
 /// What `rustc --print native-static-libs` says a static Rust library needs.
-const NATIVE_LIBS: &[&str] = &["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc"];
+const NATIVE_LIBS: &[&str] = &[
+    "-lgcc_s",
+    "-lutil",
+    "-lrt",
+    "-lpthread",
+    "-lm",
+    "-ldl",
+    "-lc",
+];
 
 /// The compiler command every example is built with.
 fn gcc(source: &Path, output: &Path) -> Command {
     let mut cmd = Command::new(std::env::var_os("CC").unwrap_or_else(|| "gcc".into()));
     cmd.current_dir(repo_root())
-        .args(["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-Iinclude", "-o"])
+        .args([
+            "-std=c11",
+            "-O2",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-Iinclude",
+            "-o",
+        ])
         .arg(output)
         .arg(source);
     cmd
@@ -77,7 +93,10 @@ c_examples! {
 fn every_example_is_listed() {
     let dir = repo_root().join("c-examples");
     let mut unlisted = Vec::new();
-    for entry in std::fs::read_dir(&dir).expect("c-examples/ exists").flatten() {
+    for entry in std::fs::read_dir(&dir)
+        .expect("c-examples/ exists")
+        .flatten()
+    {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "c") {
             let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
@@ -92,7 +111,10 @@ fn every_example_is_listed() {
          add them to c_examples! in tests/c_examples.rs"
     );
     for name in LISTED {
-        assert!(source_of(name).is_file(), "listed but missing: c-examples/{name}.c");
+        assert!(
+            source_of(name).is_file(),
+            "listed but missing: c-examples/{name}.c"
+        );
     }
 }
 
@@ -111,7 +133,10 @@ fn an_example_links_against_the_shared_library() {
         .arg(dir)
         .arg(format!("-Wl,-rpath,{}", dir.display()))
         .arg("-lmultiproc");
-    run_tool(&mut cmd, "linking c-examples/status_codes.c with -lmultiproc");
+    run_tool(
+        &mut cmd,
+        "linking c-examples/status_codes.c with -lmultiproc",
+    );
 
     // glibc's loader lists the resolved libraries instead of running the
     // program when LD_TRACE_LOADED_OBJECTS is set (this is what ldd does).
@@ -122,12 +147,18 @@ fn an_example_links_against_the_shared_library() {
     let trace = String::from_utf8_lossy(&trace.stdout);
     let so_text = so.canonicalize().unwrap().display().to_string();
     assert!(
-        trace.lines().any(|l| l.contains("libmultiproc.so") && l.contains(&so_text)),
+        trace
+            .lines()
+            .any(|l| l.contains("libmultiproc.so") && l.contains(&so_text)),
         "the program does not load {so_text}; the loader says:\n{trace}"
     );
 
     let mut run = Command::new(&exe);
     run.current_dir(repo_root());
-    run_watched(run, scratch.path(), "status_codes linked with libmultiproc.so")
-        .assert_success("status_codes linked with libmultiproc.so");
+    run_watched(
+        run,
+        scratch.path(),
+        "status_codes linked with libmultiproc.so",
+    )
+    .assert_success("status_codes linked with libmultiproc.so");
 }

@@ -49,7 +49,9 @@ pub enum Library {
 /// be stale: the `deps/` copy is the one that matches this test binary.
 pub fn built_library(which: Library) -> PathBuf {
     let exe = std::env::current_exe().expect("the path of the running test binary");
-    let deps = exe.parent().expect("the test binary lives in target/<profile>/deps");
+    let deps = exe
+        .parent()
+        .expect("the test binary lives in target/<profile>/deps");
     let ext = match which {
         Library::Static => "a",
         Library::Shared => "so",
@@ -180,7 +182,14 @@ pub fn run_watched(mut cmd: Command, scratch: &Path, what: &str) -> Outcome {
     unsafe {
         cmd.pre_exec(|| {
             // If this test process dies, the program dies with it.
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) == -1 {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) == -1
+            {
                 return Err(io::Error::last_os_error());
             }
             Ok(())
@@ -238,7 +247,12 @@ fn become_subreaper() {
     ONCE.call_once(|| {
         // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer flag and no pointers.
         let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) };
-        assert_eq!(rc, 0, "prctl(PR_SET_CHILD_SUBREAPER): {}", io::Error::last_os_error());
+        assert_eq!(
+            rc,
+            0,
+            "prctl(PR_SET_CHILD_SUBREAPER): {}",
+            io::Error::last_os_error()
+        );
     });
 }
 
