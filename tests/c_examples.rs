@@ -86,6 +86,8 @@ macro_rules! c_examples {
 }
 
 c_examples! {
+    process_exitcodes,
+    segment_fork,
     status_codes,
 }
 

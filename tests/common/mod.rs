@@ -15,12 +15,15 @@
 use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, Once, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use multiproc::sys;
 
 /// How long one program may run before it is killed and its test fails.
 pub const DEADLINE: Duration = Duration::from_secs(60);
@@ -256,29 +259,47 @@ fn become_subreaper() {
     });
 }
 
-/// Kills and reaps every child of this process, running or zombie, and
-/// returns `(pid, name, state)` of each. Under [`exclusive`], after the
-/// program was waited for, any child is one it left behind.
+/// How long a process the program started may outlive it: helpers that end
+/// by themselves once their creator is gone (multiproc's segment tracker
+/// unlinks the names of a dead creator, then exits) get this long to do so.
+pub const GRACE: Duration = Duration::from_secs(5);
+
+/// Reaps every child of this process. Under [`exclusive`], after the program
+/// was waited for, any child is one it left behind (re-parented to us, the
+/// subreaper). Those that end by themselves within [`GRACE`] are fine; the
+/// rest are killed, reaped and returned as `(pid, name, state)`.
 fn reap_adopted_children() -> Vec<(i32, String, char)> {
     let me = std::process::id() as i32;
-    let mut found = Vec::new();
-    // Killing an orphan re-parents its own children to us: repeat until none.
-    for _ in 0..100 {
+    let deadline = Instant::now() + GRACE;
+    let mut leaked = Vec::new();
+    // An orphan that ends re-parents its own children to us: repeat until none.
+    for _ in 0..1000 {
         let children = children_of(me);
         if children.is_empty() {
             break;
         }
         for (pid, name, state) in children {
-            // SAFETY: kill/waitpid have no memory-safety preconditions; `pid`
-            // is our own child, so it cannot be reused before we reap it.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !ends_within(pid, left) {
+                // A leak: it outlived the grace.
+                let _ = sys::kill(pid, libc::SIGKILL);
+                leaked.push((pid, name, state));
             }
-            found.push((pid, name, state));
+            // Our own child, so its pid cannot be reused before this reaps it.
+            let _ = sys::waitpid(pid, false);
         }
     }
-    found
+    leaked
+}
+
+/// Whether the process `pid` (a child of ours) ends within `limit`; it
+/// blocks on a pidfd, which becomes readable when the process exits.
+fn ends_within(pid: i32, limit: Duration) -> bool {
+    match sys::pidfd_open(pid) {
+        Ok(fd) => sys::poll_readable(fd.as_fd(), Some(limit)).unwrap_or(false),
+        // Already reaped by someone else: gone.
+        Err(_) => true,
+    }
 }
 
 /// `(pid, name, state)` of the processes whose parent is `parent`, from `/proc/*/stat`.
