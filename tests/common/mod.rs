@@ -6,7 +6,8 @@
 //! - [`run_watched`] runs one program with a deadline and then checks that
 //!   it left nothing behind: no process (this test process becomes a child
 //!   subreaper, so orphans of the program are re-parented to it and can be
-//!   seen) and no new `/dev/shm/mp-*` entry.
+//!   seen; those that end by themselves within [`GRACE`] are fine) and no
+//!   new `/dev/shm/mp-*` entry.
 //!
 //! Each integration test binary compiles this module on its own, so not every
 //! binary uses every helper.
