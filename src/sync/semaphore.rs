@@ -1,0 +1,251 @@
+//! Counting semaphores shared between processes: Python's
+//! `multiprocessing.Semaphore` and `BoundedSemaphore`.
+//!
+//! [`RawSemaphore`] is the shared layout and its algorithm: a permit count
+//! and an [`EventCount`] where acquirers sleep when the count is zero.
+//! Acquire is one CAS when a permit is free; release is one CAS plus one
+//! `fetch_add` on the event count, and a `FUTEX_WAKE` only when somebody
+//! sleeps.
+//!
+//! A release wakes one sleeper. If that process is killed after the kernel
+//! woke it and before it took the permit, the permit stays in the count and
+//! the other sleepers sleep on until their timeout or the next release: a
+//! death can delay, never lose, a permit.
+
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::shim::{AtomicU32, Ordering};
+use crate::sync::EventCount;
+
+/// A counting semaphore in shared memory. `#[repr(C)]`, 12 bytes, works at
+/// any 4-aligned address in a segment; every process that maps it may call
+/// every method.
+///
+/// # Example
+///
+/// ```
+/// use multiproc::sync::RawSemaphore;
+///
+/// let sem = RawSemaphore::new(1, Some(1)).unwrap();
+/// sem.acquire(None).unwrap();
+/// assert!(!sem.try_acquire());
+/// sem.release().unwrap();
+/// assert!(sem.release().is_err(), "a bounded semaphore refuses a release past its maximum");
+/// assert_eq!(sem.value(), 1);
+/// ```
+#[repr(C)]
+#[derive(Debug)]
+pub struct RawSemaphore {
+    /// Permits free now: `0 ..= max`, or `0 ..= u32::MAX` when unbounded.
+    /// Acquirers take one with a CAS that never goes below zero; releasers
+    /// add one with a CAS that never goes past the maximum.
+    count: AtomicU32,
+    /// The maximum of `count`, or 0 for an unbounded semaphore. Written once
+    /// by the creator before the semaphore is shared; read-only afterwards.
+    max: u32,
+    /// Where acquirers sleep while `count` is zero. Releasers notify one
+    /// sleeper after each permit they add.
+    waiters: EventCount,
+}
+
+#[cfg(not(loom))]
+const _: () = {
+    assert!(size_of::<RawSemaphore>() == 12);
+    assert!(align_of::<RawSemaphore>() == 4);
+};
+
+impl RawSemaphore {
+    /// A semaphore with `initial` permits. `max` bounds the count
+    /// (Python's `BoundedSemaphore`); `None` leaves it unbounded.
+    ///
+    /// [`Error::Invalid`] when `max` is `Some(0)` or below `initial`.
+    pub fn new(initial: u32, max: Option<u32>) -> Result<Self> {
+        let max = match max {
+            None => 0,
+            Some(0) => {
+                return Err(Error::Invalid(
+                    "a bounded semaphore needs a maximum of at least 1".into(),
+                ));
+            }
+            Some(m) if initial > m => {
+                return Err(Error::Invalid(format!(
+                    "initial value {initial} is above the maximum {m}"
+                )));
+            }
+            Some(m) => m,
+        };
+        Ok(RawSemaphore {
+            count: AtomicU32::new(initial),
+            max,
+            waiters: EventCount::new(),
+        })
+    }
+
+    /// The maximum value, or `None` when unbounded.
+    pub fn max(&self) -> Option<u32> {
+        (self.max != 0).then_some(self.max)
+    }
+
+    /// The number of free permits now (a snapshot; Python's `get_value`).
+    pub fn value(&self) -> u32 {
+        // Relaxed: a snapshot that synchronizes with nothing.
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Takes a permit if one is free, without waiting.
+    #[inline]
+    pub fn try_acquire(&self) -> bool {
+        // Relaxed: only a guess for the CAS below, which checks it.
+        let mut cur = self.count.load(Ordering::Relaxed);
+        while cur > 0 {
+            // SYNC(sem-permit): Acquire pairs with the Release CAS in
+            // `release`, so what the releaser did before giving the permit
+            // back is visible to the process that takes it.
+            match self.count.compare_exchange_weak(
+                cur,
+                cur - 1,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => cur = now,
+            }
+        }
+        false
+    }
+
+    /// Takes a permit, waiting until one is free or `deadline` passes
+    /// ([`Error::Timeout`]); `None` waits without limit.
+    #[inline]
+    pub fn acquire(&self, deadline: Option<Instant>) -> Result<()> {
+        if self.try_acquire() {
+            return Ok(());
+        }
+        self.acquire_slow(deadline)
+    }
+
+    #[cold]
+    fn acquire_slow(&self, deadline: Option<Instant>) -> Result<()> {
+        self.waiters
+            .wait_until(deadline, || self.try_acquire().then_some(()))
+            .ok_or(Error::Timeout)
+    }
+
+    /// Gives a permit back and wakes one sleeping acquirer, if any.
+    ///
+    /// [`Error::Value`] when the count is already at its maximum (a bounded
+    /// semaphore released more often than acquired, or `u32::MAX` permits);
+    /// the count is unchanged then.
+    #[inline]
+    pub fn release(&self) -> Result<()> {
+        let limit = if self.max == 0 { u32::MAX } else { self.max };
+        // Relaxed: only a guess for the CAS below, which checks it.
+        let mut cur = self.count.load(Ordering::Relaxed);
+        loop {
+            if cur >= limit {
+                return Err(Error::Value(format!(
+                    "semaphore released too many times: its value is already the maximum {limit}"
+                )));
+            }
+            // SYNC(sem-permit): Release publishes the caller's writes to the
+            // acquirer whose Acquire CAS takes this permit.
+            match self.count.compare_exchange_weak(
+                cur,
+                cur + 1,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        // One permit, one sleeper: whoever wakes re-checks with
+        // `try_acquire`; if a spinning acquirer was faster, the woken one
+        // sleeps again and the permit went to somebody anyway.
+        self.waiters.notify(1);
+        Ok(())
+    }
+}
+
+/// The deadline `timeout` from now; `None` (no limit) when that is past
+/// the end of time.
+pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_permits() {
+        let sem = RawSemaphore::new(2, None).unwrap();
+        assert_eq!(sem.max(), None);
+        assert!(sem.try_acquire());
+        assert!(sem.try_acquire());
+        assert!(!sem.try_acquire());
+        assert_eq!(sem.value(), 0);
+        sem.release().unwrap();
+        assert_eq!(sem.value(), 1);
+    }
+
+    #[test]
+    fn times_out_when_empty() {
+        let sem = RawSemaphore::new(0, None).unwrap();
+        let start = Instant::now();
+        let r = sem.acquire(Some(start + Duration::from_millis(20)));
+        assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+        assert!(start.elapsed() >= Duration::from_millis(20));
+    }
+
+    #[test]
+    fn bounded_release_past_max_is_a_value_error() {
+        let sem = RawSemaphore::new(1, Some(2)).unwrap();
+        sem.release().unwrap();
+        let err = sem.release().unwrap_err();
+        assert!(matches!(err, Error::Value(_)), "{err:?}");
+        assert!(err.to_string().contains("maximum 2"), "{err}");
+        assert_eq!(sem.value(), 2, "a refused release changes nothing");
+    }
+
+    #[test]
+    fn unbounded_release_past_u32_max_is_a_value_error() {
+        let sem = RawSemaphore::new(u32::MAX, None).unwrap();
+        assert!(matches!(sem.release(), Err(Error::Value(_))));
+        assert_eq!(sem.value(), u32::MAX);
+    }
+
+    #[test]
+    fn bad_bounds_are_invalid() {
+        assert!(matches!(
+            RawSemaphore::new(0, Some(0)),
+            Err(Error::Invalid(_))
+        ));
+        let err = RawSemaphore::new(3, Some(2)).unwrap_err();
+        assert!(matches!(err, Error::Invalid(_)));
+        assert!(err.to_string().contains("above the maximum 2"), "{err}");
+    }
+
+    #[test]
+    fn release_wakes_a_sleeping_thread() {
+        let sem = RawSemaphore::new(0, None).unwrap();
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| sem.acquire(deadline_after(Duration::from_secs(10))));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while sem.waiters.sleepers() == 0 {
+                assert!(Instant::now() < deadline, "acquirer never went to sleep");
+                std::thread::yield_now();
+            }
+            sem.release().unwrap();
+            waiter.join().unwrap().unwrap();
+        });
+        assert_eq!(sem.value(), 0);
+    }
+
+    #[test]
+    fn huge_timeout_means_no_deadline() {
+        assert_eq!(deadline_after(Duration::MAX), None);
+        assert!(deadline_after(Duration::from_secs(1)).is_some());
+    }
+}
