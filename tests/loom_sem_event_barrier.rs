@@ -24,7 +24,7 @@ fn semaphore_never_over_admits() {
             .map(|_| {
                 let (sem, inside) = (sem.clone(), inside.clone());
                 thread::spawn(move || {
-                    sem.acquire(None).unwrap();
+                    sem.acquire();
                     // Relaxed: the semaphore orders the critical sections.
                     let before = inside.fetch_add(1, Ordering::Relaxed);
                     assert_eq!(before, 0, "two holders of a one-permit semaphore");
@@ -49,7 +49,7 @@ fn semaphore_loses_no_wake_up() {
         let waiters: Vec<_> = (0..2)
             .map(|_| {
                 let sem = sem.clone();
-                thread::spawn(move || sem.acquire(None).unwrap())
+                thread::spawn(move || sem.acquire())
             })
             .collect();
         sem.release().unwrap();
@@ -74,7 +74,7 @@ fn semaphore_publishes_the_releasers_writes() {
             data2.with_mut(|p| unsafe { *p = 42 });
             sem2.release().unwrap();
         });
-        sem.acquire(None).unwrap();
+        sem.acquire();
         // SAFETY: ordered after the producer's write by the permit.
         assert_eq!(data.with(|p| unsafe { *p }), 42);
         producer.join().unwrap();
@@ -89,7 +89,7 @@ fn event_set_wakes_every_waiter() {
         let waiters: Vec<_> = (0..2)
             .map(|_| {
                 let ev = ev.clone();
-                thread::spawn(move || assert!(ev.wait(None)))
+                thread::spawn(move || assert!(ev.wait_until(None)))
             })
             .collect();
         ev.set();
@@ -111,7 +111,7 @@ fn barrier_rounds(n: u32, rounds: u32) {
                 let (barrier, seen) = (barrier.clone(), seen.clone());
                 thread::spawn(move || {
                     for _ in 0..rounds {
-                        let index = barrier.wait(None).unwrap();
+                        let index = barrier.wait().unwrap();
                         assert!(index < n);
                         // Relaxed: only the total is checked, after join.
                         seen.fetch_or(1 << index, Ordering::Relaxed);
@@ -151,13 +151,13 @@ fn barrier_publishes_every_partys_writes() {
             // SAFETY: cell 1 is written only here, before the barrier;
             // cell 0 is read only after it. loom checks that claim.
             cells2[1].with_mut(|p| unsafe { *p = 2 });
-            b2.wait(None).unwrap();
+            b2.wait().unwrap();
             // SAFETY: as above.
             assert_eq!(cells2[0].with(|p| unsafe { *p }), 1);
         });
         // SAFETY: the mirror image of the other party's accesses.
         cells[0].with_mut(|p| unsafe { *p = 1 });
-        barrier.wait(None).unwrap();
+        barrier.wait().unwrap();
         // SAFETY: as above.
         assert_eq!(cells[1].with(|p| unsafe { *p }), 2);
         other.join().unwrap();
@@ -170,7 +170,7 @@ fn barrier_abort_breaks_a_waiter() {
     loom::model(|| {
         let barrier = Arc::new(RawBarrier::new(2).unwrap());
         let b2 = barrier.clone();
-        let waiter = thread::spawn(move || b2.wait(None));
+        let waiter = thread::spawn(move || b2.wait());
         barrier.abort();
         assert!(matches!(waiter.join().unwrap(), Err(Error::Broken)));
         assert!(barrier.broken());
@@ -187,9 +187,9 @@ fn barrier_reset_and_timeout_race_an_arrival() {
     loom::model(|| {
         let barrier = Arc::new(RawBarrier::new(2).unwrap());
         let b2 = barrier.clone();
-        let first = thread::spawn(move || b2.wait(None));
+        let first = thread::spawn(move || b2.wait());
         barrier.reset();
-        let second = barrier.wait(Some(std::time::Instant::now()));
+        let second = barrier.wait_until(Some(std::time::Instant::now()));
         match (first.join().unwrap(), second) {
             (Ok(a), Ok(b)) => assert_eq!(a + b, 1),
             (Err(Error::Broken), Err(Error::Timeout)) => assert!(barrier.broken()),

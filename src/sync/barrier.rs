@@ -18,8 +18,9 @@
 //! timeouts, the first timeout breaks the barrier and nobody waits longer
 //! than their own timeout.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use super::semaphore::deadline_after;
 use crate::error::{Error, Result};
 use crate::shim::{AtomicU64, Ordering};
 use crate::sync::EventCount;
@@ -69,8 +70,8 @@ pub const MAX_PARTIES: u32 = (1 << 24) - 1;
 ///
 /// let barrier = RawBarrier::new(2).unwrap();
 /// let indices = std::thread::scope(|s| {
-///     let other = s.spawn(|| barrier.wait(None).unwrap());
-///     let mine = barrier.wait(None).unwrap();
+///     let other = s.spawn(|| barrier.wait().unwrap());
+///     let mine = barrier.wait().unwrap();
 ///     [mine, other.join().unwrap()]
 /// });
 /// assert_eq!(indices[0] + indices[1], 1, "one got 0, the other 1");
@@ -157,6 +158,18 @@ impl RawBarrier {
         self.state.load(Ordering::Relaxed) & BROKEN != 0
     }
 
+    /// Waits as long as it takes for the round to fill; see
+    /// [`wait_until`](Self::wait_until).
+    pub fn wait(&self) -> Result<u32> {
+        self.wait_until(None)
+    }
+
+    /// Waits at most `timeout` for the round to fill; see
+    /// [`wait_until`](Self::wait_until).
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<u32> {
+        self.wait_until(deadline_after(timeout))
+    }
+
     /// Waits until `parties` parties have called `wait` in this round, and
     /// returns this party's arrival index (`0 .. parties`).
     ///
@@ -166,7 +179,7 @@ impl RawBarrier {
     /// Errors: [`Error::Broken`] when the barrier is or becomes broken or is
     /// reset while waiting; [`Error::Timeout`] when `deadline` passes first,
     /// which breaks the barrier for the others.
-    pub fn wait(&self, deadline: Option<Instant>) -> Result<u32> {
+    pub fn wait_until(&self, deadline: Option<Instant>) -> Result<u32> {
         // Relaxed: only a guess for the CAS below, which checks it.
         let mut s = self.state.load(Ordering::Relaxed);
         let (mine, index) = loop {
@@ -277,7 +290,6 @@ impl RawBarrier {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn zero_or_too_many_parties_is_invalid() {
@@ -293,7 +305,7 @@ mod tests {
     fn one_party_passes_at_once_every_round() {
         let b = RawBarrier::new(1).unwrap();
         for _ in 0..20 {
-            assert_eq!(b.wait(None).unwrap(), 0);
+            assert_eq!(b.wait().unwrap(), 0);
         }
         assert_eq!(round(b.state.load(Ordering::Relaxed)), 20);
     }
@@ -328,20 +340,20 @@ mod tests {
     fn timeout_breaks_it_for_everyone() {
         let b = RawBarrier::new(3).unwrap();
         std::thread::scope(|s| {
-            let patient = s.spawn(|| b.wait(Some(Instant::now() + Duration::from_secs(10))));
+            let patient = s.spawn(|| b.wait_timeout(Duration::from_secs(10)));
             let deadline = Instant::now() + Duration::from_secs(10);
             while b.n_waiting() == 0 {
                 assert!(Instant::now() < deadline, "first party never arrived");
                 std::thread::yield_now();
             }
-            let r = b.wait(Some(Instant::now() + Duration::from_millis(10)));
+            let r = b.wait_timeout(Duration::from_millis(10));
             assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
             let r = patient.join().unwrap();
             assert!(matches!(r, Err(Error::Broken)), "{r:?}");
         });
         assert!(b.broken());
         assert_eq!(b.n_waiting(), 0);
-        assert!(matches!(b.wait(None), Err(Error::Broken)));
+        assert!(matches!(b.wait(), Err(Error::Broken)));
         b.reset();
         assert!(!b.broken());
     }
@@ -350,7 +362,7 @@ mod tests {
     fn reset_breaks_the_waiters_of_the_round() {
         let b = RawBarrier::new(2).unwrap();
         std::thread::scope(|s| {
-            let waiter = s.spawn(|| b.wait(Some(Instant::now() + Duration::from_secs(10))));
+            let waiter = s.spawn(|| b.wait_timeout(Duration::from_secs(10)));
             let deadline = Instant::now() + Duration::from_secs(10);
             while b.n_waiting() == 0 {
                 assert!(Instant::now() < deadline, "party never arrived");

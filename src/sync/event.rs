@@ -10,8 +10,9 @@
 //! was cleared again before the waiter ran (Python's multiprocessing
 //! version would report `false`, as if the set never happened).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use super::semaphore::deadline_after;
 use crate::shim::{AtomicU32, Ordering};
 use crate::sync::EventCount;
 
@@ -43,7 +44,7 @@ const SET_COUNT_ONE: u32 = 2;
 /// let ev = RawEvent::new();
 /// assert!(!ev.is_set());
 /// ev.set();
-/// assert!(ev.wait(None));
+/// assert!(ev.wait_timeout(std::time::Duration::from_secs(1)));
 /// ev.clear();
 /// assert!(!ev.is_set());
 /// ```
@@ -100,10 +101,21 @@ impl RawEvent {
         self.state.fetch_and(!SET, Ordering::Relaxed);
     }
 
+    /// Waits as long as it takes for the event to be set.
+    pub fn wait(&self) {
+        self.wait_until(None);
+    }
+
+    /// Waits at most `timeout` for the event to be set. Returns `true` when
+    /// it was set during the wait (or already), `false` on timeout.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait_until(deadline_after(timeout))
+    }
+
     /// Waits until the event is set or `deadline` passes (`None`: no limit).
     /// Returns `true` when the event was set during the wait (or already),
     /// `false` on timeout.
-    pub fn wait(&self, deadline: Option<Instant>) -> bool {
+    pub fn wait_until(&self, deadline: Option<Instant>) -> bool {
         // SYNC(event-set): Acquire, as in `is_set`.
         let start = self.state.load(Ordering::Acquire);
         if start & SET != 0 {
@@ -121,7 +133,6 @@ impl RawEvent {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn set_clear_is_set() {
@@ -139,7 +150,7 @@ mod tests {
     fn wait_times_out_when_clear() {
         let ev = RawEvent::new();
         let start = Instant::now();
-        assert!(!ev.wait(Some(start + Duration::from_millis(20))));
+        assert!(!ev.wait_timeout(Duration::from_millis(20)));
         assert!(start.elapsed() >= Duration::from_millis(20));
     }
 
@@ -147,7 +158,7 @@ mod tests {
     fn set_then_clear_still_wakes_a_sleeper() {
         let ev = RawEvent::new();
         std::thread::scope(|s| {
-            let waiter = s.spawn(|| ev.wait(Some(Instant::now() + Duration::from_secs(10))));
+            let waiter = s.spawn(|| ev.wait_timeout(Duration::from_secs(10)));
             let deadline = Instant::now() + Duration::from_secs(10);
             while ev.waiters.sleepers() == 0 {
                 assert!(Instant::now() < deadline, "waiter never went to sleep");

@@ -9,4 +9,4 @@ mod semaphore;
 pub use barrier::{MAX_PARTIES, RawBarrier};
 pub use event::RawEvent;
 pub use event_count::EventCount;
-pub use semaphore::RawSemaphore;
+pub use semaphore::{RawSemaphore, SemaphoreGuard};

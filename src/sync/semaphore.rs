@@ -28,7 +28,7 @@ use crate::sync::EventCount;
 /// use multiproc::sync::RawSemaphore;
 ///
 /// let sem = RawSemaphore::new(1, Some(1)).unwrap();
-/// sem.acquire(None).unwrap();
+/// sem.acquire();
 /// assert!(!sem.try_acquire());
 /// sem.release().unwrap();
 /// assert!(sem.release().is_err(), "a bounded semaphore refuses a release past its maximum");
@@ -115,14 +115,40 @@ impl RawSemaphore {
         false
     }
 
+    /// Takes a permit, waiting as long as it takes.
+    #[inline]
+    pub fn acquire(&self) {
+        if !self.try_acquire() {
+            // Without a deadline the wait ends only with a permit.
+            let _ = self.acquire_slow(None);
+        }
+    }
+
+    /// Takes a permit, waiting at most `timeout` ([`Error::Timeout`]).
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<()> {
+        self.acquire_until(deadline_after(timeout))
+    }
+
     /// Takes a permit, waiting until one is free or `deadline` passes
     /// ([`Error::Timeout`]); `None` waits without limit.
     #[inline]
-    pub fn acquire(&self, deadline: Option<Instant>) -> Result<()> {
+    pub fn acquire_until(&self, deadline: Option<Instant>) -> Result<()> {
         if self.try_acquire() {
             return Ok(());
         }
         self.acquire_slow(deadline)
+    }
+
+    /// Takes a permit (waiting as long as it takes) and returns a guard
+    /// that gives it back when dropped.
+    pub fn acquire_guard(&self) -> SemaphoreGuard<'_> {
+        self.acquire();
+        SemaphoreGuard { sem: self }
+    }
+
+    /// Takes a permit if one is free now, with a guard that gives it back.
+    pub fn try_acquire_guard(&self) -> Option<SemaphoreGuard<'_>> {
+        self.try_acquire().then_some(SemaphoreGuard { sem: self })
     }
 
     #[cold]
@@ -168,6 +194,22 @@ impl RawSemaphore {
     }
 }
 
+/// A permit of a [`RawSemaphore`], released when dropped.
+#[must_use = "dropping the guard releases the permit at once"]
+#[derive(Debug)]
+pub struct SemaphoreGuard<'a> {
+    sem: &'a RawSemaphore,
+}
+
+impl Drop for SemaphoreGuard<'_> {
+    fn drop(&mut self) {
+        // Only a bounded semaphore released behind the guard's back (more
+        // releases than acquisitions) can refuse; the permit is then
+        // already counted, so there is nothing to give back.
+        let _ = self.sem.release();
+    }
+}
+
 /// The deadline `timeout` from now; `None` (no limit) when that is past
 /// the end of time.
 pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
@@ -194,7 +236,7 @@ mod tests {
     fn times_out_when_empty() {
         let sem = RawSemaphore::new(0, None).unwrap();
         let start = Instant::now();
-        let r = sem.acquire(Some(start + Duration::from_millis(20)));
+        let r = sem.acquire_timeout(Duration::from_millis(20));
         assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
         assert!(start.elapsed() >= Duration::from_millis(20));
     }
@@ -231,7 +273,7 @@ mod tests {
     fn release_wakes_a_sleeping_thread() {
         let sem = RawSemaphore::new(0, None).unwrap();
         std::thread::scope(|s| {
-            let waiter = s.spawn(|| sem.acquire(deadline_after(Duration::from_secs(10))));
+            let waiter = s.spawn(|| sem.acquire_timeout(Duration::from_secs(10)));
             let deadline = Instant::now() + Duration::from_secs(10);
             while sem.waiters.sleepers() == 0 {
                 assert!(Instant::now() < deadline, "acquirer never went to sleep");
@@ -241,6 +283,19 @@ mod tests {
             waiter.join().unwrap().unwrap();
         });
         assert_eq!(sem.value(), 0);
+    }
+
+    #[test]
+    fn guard_gives_the_permit_back() {
+        let sem = RawSemaphore::new(1, Some(1)).unwrap();
+        {
+            let _g = sem.acquire_guard();
+            assert_eq!(sem.value(), 0);
+            assert!(sem.try_acquire_guard().is_none());
+        }
+        assert_eq!(sem.value(), 1);
+        drop(sem.try_acquire_guard().unwrap());
+        assert_eq!(sem.value(), 1);
     }
 
     #[test]
