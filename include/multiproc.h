@@ -17,6 +17,28 @@
 #include <stddef.h>
 #include <stdbool.h>
 
+// Start method `fork`: the child is a copy of the parent and runs the
+// entry there. Unsafe after the parent started threads (see the docs of
+// the Rust `process` module).
+#define MP_START_FORK 0
+
+// Start method `spawn`: a fresh run of the same executable. Not available
+// yet: `mp_process_start` returns MP_ERR_INVALID.
+#define MP_START_SPAWN 1
+
+// Start method `forkserver`. Not available yet: `mp_process_start`
+// returns MP_ERR_INVALID.
+#define MP_START_FORKSERVER 2
+
+// Pages seen by fork children only (`MAP_SHARED | MAP_ANONYMOUS`).
+#define MP_BACKING_ANONYMOUS 0
+
+// A memfd: fork children, and processes the descriptor is passed to.
+#define MP_BACKING_MEMFD 1
+
+// A `/dev/shm` name: any process of the same user.
+#define MP_BACKING_NAMED 2
+
 // Success.
 #define MP_OK 0
 
@@ -80,9 +102,207 @@
 // `timeout_ns` value that waits without limit.
 #define MP_WAIT_FOREVER -1
 
+// A started child process (opaque). Made by `mp_process_start`, released
+// by `mp_process_free`.
+typedef struct mp_process_t mp_process_t;
+
+// A block of shared bytes in its own segment.
+typedef struct mp_segment_t mp_segment_t;
+
+// An entry point: runs in the child on the `arg_len` bytes at `arg` given
+// to `mp_process_start`, and returns the child's exit code (the parent
+// sees its low 8 bits).
+typedef int (*mp_entry_fn)(const uint8_t *arg, size_t arg_len);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+// Registers `fn` as the entry point `name` (1 to 255 bytes of UTF-8) for
+// `mp_process_start`. Call it before `mp_init`, first thing in `main`.
+// The same function again under the same name is fine; another function
+// under a taken name is MP_ERR_INVALID.
+//
+// # Safety
+//
+// - `name` is NULL or a NUL-terminated string (copied; need not outlive
+//   the call).
+// - `fn` is NULL or a function that follows `mp_entry_fn`'s contract.
+int mp_register(const char *name, mp_entry_fn fn);
+
+// Call first in `main`, after `mp_register`, with `main`'s arguments.
+// For now it checks them and records that it ran (`fork` needs no set-up);
+// with the `spawn` start method (coming) it will run, in a spawned child,
+// the entry point the parent named and exit.
+//
+// MP_ERR_INVALID for a negative `argc` or a NULL among `argv[0..argc]`;
+// MP_ERR_NULL for a NULL `argv` with `argc > 0`.
+//
+// # Safety
+//
+// - `argv` is NULL or points to `argc` readable `char *`.
+int mp_init(int argc, char **argv);
+
+// Starts a child that runs the entry point registered as `entry` on a copy
+// of the `arg_len` bytes at `arg` (`arg` may be NULL when `arg_len` is 0),
+// and stores the new process in `*out`.
+//
+// `method` is MP_START_FORK (only fork is available yet: MP_START_SPAWN and
+// MP_START_FORKSERVER give MP_ERR_INVALID; any other number too).
+// MP_ERR_NOT_FOUND for an unregistered `entry`: nothing starts. On error
+// `*out` is left as it was.
+//
+// # Safety
+//
+// - `entry` is NULL or a NUL-terminated string.
+// - `arg` is NULL or readable for `arg_len` bytes.
+// - `out` is NULL or writable.
+int mp_process_start(int method,
+                     const char *entry,
+                     const uint8_t *arg,
+                     size_t arg_len,
+                     mp_process_t **out);
+
+// Waits for the child to end (at most `timeout_ns`; MP_WAIT_FOREVER: no
+// limit; 0: check once) and stores its exit code in `*exitcode` (may be
+// NULL): the code it returned, or minus the signal that killed it.
+// MP_ERR_TIMEOUT if it still runs. Joining again gives the same code.
+//
+// # Safety
+//
+// - `p` is NULL or a process from `mp_process_start` not freed yet.
+// - `exitcode` is NULL or writable.
+int mp_process_join(mp_process_t *p, int64_t timeout_ns, int *exitcode);
+
+// The child's pid (positive), or a negative MP_ERR_* code.
+//
+// # Safety
+//
+// - `p` is NULL or a process from `mp_process_start` not freed yet.
+int mp_process_pid(const mp_process_t *p);
+
+// 1 while the child runs, 0 once it ended (it is reaped then), or a
+// negative MP_ERR_* code.
+//
+// # Safety
+//
+// - `p` is NULL or a process from `mp_process_start` not freed yet.
+int mp_process_is_alive(mp_process_t *p);
+
+// Sends SIGTERM to the child (exit code -15 unless it handles it). Once
+// the child was reaped, does nothing and returns MP_OK.
+//
+// # Safety
+//
+// - `p` is NULL or a process from `mp_process_start` not freed yet.
+int mp_process_terminate(mp_process_t *p);
+
+// Sends SIGKILL to the child (exit code -9). Once the child was reaped,
+// does nothing and returns MP_OK.
+//
+// # Safety
+//
+// - `p` is NULL or a process from `mp_process_start` not freed yet.
+int mp_process_kill(mp_process_t *p);
+
+// Stores the exit code of an ended child in `*code` (reaping it if
+// needed); MP_ERR_STATE while it runs.
+//
+// # Safety
+//
+// - `p` is NULL or a process from `mp_process_start` not freed yet.
+// - `code` is NULL or writable.
+int mp_process_exitcode(mp_process_t *p, int *code);
+
+// Stores in `*fd` the child's pidfd (Python's `sentinel`), which becomes
+// readable when the child ends: poll it with other descriptors. It belongs
+// to `p` (do not close it) and stays valid until `mp_process_free`.
+//
+// # Safety
+//
+// - `p` is NULL or a process from `mp_process_start` not freed yet.
+// - `fd` is NULL or writable.
+int mp_process_sentinel(mp_process_t *p, int *fd);
+
+// Releases `p` (NULL: nothing). An ended child is reaped; a child still
+// running keeps running and is reaped by a later `mp_process_start` or
+// `mp_process_join` after it ends (kill and join it first to wait for it).
+// A pointer that is not a live process is refused (see `mp_last_error`).
+//
+// # Safety
+//
+// - `p` is NULL or a process from `mp_process_start`; not used afterwards.
+void mp_process_free(mp_process_t *p);
+
+// How many CPUs this process may run on (affinity and cgroup quota
+// respected, unlike Python's `os.cpu_count()`), or a negative MP_ERR_* code.
+int mp_cpu_count(void);
+
+// Creates a zeroed block of `len` bytes (`len` > 0) with the given backing
+// (`MP_BACKING_*`) and stores it in `*out`.
+//
+// # Safety
+//
+// - `out` is NULL or valid for writing one pointer.
+int mp_segment_new(size_t len, int backing, mp_segment_t **out);
+
+// Attaches to the block named by a handle text (from `mp_segment_handle`
+// in this or another process) and stores it in `*out`.
+//
+// Errors: `MP_ERR_INVALID` for text that does not parse or an offset
+// outside the segment, `MP_ERR_KIND` for a handle of another object kind,
+// `MP_ERR_VERSION` for an incompatible layout, `MP_ERR_NOT_FOUND` when the
+// segment cannot be reached.
+//
+// # Safety
+//
+// - `handle` is NULL or a NUL-terminated string.
+// - `out` is NULL or valid for writing one pointer.
+int mp_segment_open(const char *handle, mp_segment_t **out);
+
+// The first byte of the block, or NULL (with `mp_last_error` set) if `seg`
+// is not a live segment.
+//
+// # Safety
+//
+// - `seg` is NULL or a pointer returned by `mp_segment_new`/`mp_segment_open`.
+void *mp_segment_data(mp_segment_t *seg);
+
+// The length of the block in bytes, or 0 (with `mp_last_error` set) if
+// `seg` is not a live segment.
+//
+// # Safety
+//
+// - `seg` is NULL or a pointer returned by `mp_segment_new`/`mp_segment_open`.
+size_t mp_segment_len(const mp_segment_t *seg);
+
+// Writes the block's NUL-terminated handle text into `buf` (`cap` bytes).
+// `MP_ERR_TOO_LARGE` if it does not fit (128 bytes always suffice).
+//
+// # Safety
+//
+// - `seg` is NULL or a pointer returned by `mp_segment_new`/`mp_segment_open`.
+// - `buf` is NULL or valid for writing `cap` bytes.
+int mp_segment_handle(const mp_segment_t *seg, char *buf, size_t cap);
+
+// Releases this process's reference. The memory lives on while other
+// processes map it; a named block is unlinked when its creator frees it.
+// NULL is a no-op; a pointer that is not a live segment is refused (see
+// `mp_last_error`) and left alone.
+//
+// # Safety
+//
+// - `seg` is NULL or a pointer returned by `mp_segment_new`/`mp_segment_open`,
+//   not used again afterwards.
+void mp_segment_free(mp_segment_t *seg);
+
+// Unlinks every named segment in `/dev/shm` whose creating process is no
+// longer alive; stores how many in `*removed` (if not NULL).
+//
+// # Safety
+//
+// - `removed` is NULL or valid for writing one `size_t`.
+int mp_segment_sweep(size_t *removed);
 
 // The name of a status code (`"MP_ERR_TIMEOUT: timed out"`), or
 // `"unknown status"` for a number that is none. Never NULL; static storage.

@@ -7,3 +7,5 @@ pub mod sync;
 pub mod sys;
 pub use error::{Error, Result, Status};
 pub mod ffi;
+pub mod process;
+pub mod shm;

@@ -9,12 +9,15 @@
 
 use std::time::Instant;
 
+// Not every primitive is used by every layer yet; the shim offers the set.
 #[cfg(not(loom))]
+#[allow(unused_imports)]
 pub(crate) use std::sync::atomic::{
     AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence,
 };
 
 #[cfg(loom)]
+#[allow(unused_imports)]
 pub(crate) use loom::sync::atomic::{
     AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence,
 };
@@ -132,4 +135,5 @@ impl<T> UnsafeCell<T> {
 }
 
 #[cfg(loom)]
+#[allow(unused_imports)]
 pub(crate) use loom::cell::UnsafeCell;

@@ -8,7 +8,11 @@
 // The C names of the ABI are snake_case types (`mp_lock_t`) on purpose.
 #![allow(non_camel_case_types)]
 
+pub mod process;
+mod segment;
 mod status;
+
+pub use segment::*;
 
 pub use status::*;
 

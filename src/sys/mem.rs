@@ -89,3 +89,29 @@ pub unsafe fn munmap(ptr: NonNull<u8>, len: usize) -> io::Result<()> {
     // and that nothing refers to it any more.
     unsafe { rustix::mm::munmap(ptr.as_ptr().cast(), len) }.map_err(io::Error::from)
 }
+
+/// `getrandom(2)`: eight random bytes, for segment ids and names.
+pub fn getrandom_u64() -> io::Result<u64> {
+    let mut buf = [0u8; 8];
+    let mut filled = 0;
+    while filled < buf.len() {
+        match rustix::rand::getrandom(&mut buf[filled..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(n) => filled += n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(u64::from_ne_bytes(buf))
+}
+
+/// `fcntl(fd, F_DUPFD_CLOEXEC, 0)`: a new close-on-exec descriptor for the same file.
+pub fn dup_cloexec(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    rustix::io::fcntl_dupfd_cloexec(fd, 0).map_err(io::Error::from)
+}
+
+/// `sysconf(_SC_PAGESIZE)`: the size of a memory page.
+pub fn page_size() -> usize {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).unwrap_or(4096)
+}

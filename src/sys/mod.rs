@@ -4,15 +4,22 @@
 //! first doc line, and returns [`std::io::Result`]. Higher layers never call
 //! `libc` or `rustix` for a syscall themselves; they come here.
 
+mod fd;
 mod futex;
+mod ipc;
 mod mem;
 mod proc;
 
+pub use fd::{dup2, fflush_all, pipe};
 pub use futex::{futex_wait, futex_wake};
+pub use ipc::{
+    close_range_except, ignore_signal, recv, send_nosignal, socketpair_seqpacket, unlink_path,
+};
 pub use mem::{
-    fstat_size, ftruncate, memfd_create, mmap_shared, munmap, set_cloexec, shm_open, shm_unlink,
+    dup_cloexec, fstat_size, ftruncate, getrandom_u64, memfd_create, mmap_shared, munmap,
+    page_size, set_cloexec, shm_open, shm_unlink,
 };
 pub use proc::{
     ChildStatus, Forked, current_ids, exit_immediately, fork, getpid, gettid, kill, pidfd_open,
-    poll_readable, process_start_time, set_parent_death_signal, waitpid,
+    pidfd_send_signal, poll_readable, process_start_time, set_parent_death_signal, waitpid,
 };

@@ -1,5 +1,5 @@
-//! Processes: `fork(2)`, `waitpid(2)`, `pidfd_open(2)`, `poll(2)`, `kill(2)`, `_exit(2)`,
-//! `getpid(2)`, `gettid(2)`, `prctl(PR_SET_PDEATHSIG)`, and `/proc/PID/stat`.
+//! Processes: `fork(2)`, `waitpid(2)`, `pidfd_open(2)`, `pidfd_send_signal(2)`, `poll(2)`,
+//! `kill(2)`, `_exit(2)`, `getpid(2)`, `gettid(2)`, `prctl(PR_SET_PDEATHSIG)`, and `/proc/PID/stat`.
 
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
@@ -104,6 +104,28 @@ pub fn poll_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Resul
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// `pidfd_send_signal(pidfd, sig, NULL, 0)`: signals the process behind a
+/// pidfd. Unlike [`kill`] it cannot hit a later process that reused the pid:
+/// once the process is gone (even reaped) it fails with `ESRCH`.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the syscall takes a descriptor (open for the call: borrowed),
+    // a signal number, a NULL siginfo pointer and zero flags.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    };
+    if r == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// `kill(pid, sig)`.

@@ -1,0 +1,225 @@
+//! Processes, as Python's `multiprocessing.Process`: start a child that runs
+//! a closure or a registered entry point, join it, read its exit code,
+//! terminate or kill it.
+//!
+//! ```
+//! use multiproc::process::{Process, cpu_count};
+//!
+//! let workers: Vec<Process> = (0..cpu_count()?.min(4) as i32)
+//!     .map(|i| Process::new(move || i))
+//!     .collect();
+//! for w in &workers {
+//!     w.start()?;
+//! }
+//! for (i, w) in workers.iter().enumerate() {
+//!     assert_eq!(w.join(None)?, i as i32);
+//! }
+//! # Ok::<(), multiproc::Error>(())
+//! ```
+//!
+//! # Exit codes
+//!
+//! As in Python: the code the target returned (see [`IntoExitCode`]), 1
+//! after a panic, and the negative signal number when a signal ended the
+//! child (-9 after [`Process::kill`], -15 after [`Process::terminate`]).
+//! Built with `panic = "abort"`, a panic aborts instead: -6.
+//!
+//! # Start methods
+//!
+//! [`StartMethod::Fork`] is the only one available yet. `Spawn` (a fresh
+//! run of the same executable, which calls [`init`] first thing in `main`)
+//! and `ForkServer` are coming; for now [`Process::start`] refuses them with
+//! [`Error::Invalid`].
+//!
+//! # Fork and threads
+//!
+//! A fork child is a copy of the parent with a single thread: the one that
+//! called `start`. As Python's documentation warns, forking a process that
+//! already started threads is unsafe: a lock another thread held at that
+//! moment (in the allocator, in a library, in your code) stays locked
+//! forever in the child, and taking it there deadlocks. multiproc holds its
+//! own locks (and Rust's stdout and stderr) across `fork`, so they are
+//! consistent in the child, and glibc's `malloc` prepares for fork as well;
+//! anything else is your responsibility. Likewise, whatever another thread
+//! was in the middle of updating without a lock (a lock-free structure, say)
+//! is frozen half-done in the child. If your program has threads, start
+//! processes before it starts them, or make the child use only what no other
+//! thread could have been touching.
+//!
+//! # What the child may do, and how it ends
+//!
+//! - Run your code on its copy of memory; use the shared objects it
+//!   inherited (locks, queues, arrays made before `start`), which are the
+//!   same objects in both processes; write to the descriptors it inherited;
+//!   start processes of its own.
+//! - It ends when the target returns: Rust's and C's stdout and stderr are
+//!   flushed, then `_exit` ends it *without* running the destructors of what
+//!   it inherited, so a child never closes, unlinks or frees the parent's
+//!   resources. A target may also end it with `std::process::exit` (which
+//!   runs the C `atexit` handlers it inherited) or
+//!   [`sys::exit_immediately`](crate::sys::exit_immediately).
+//! - Only what the closure captured by move is the child's own: it is
+//!   dropped in the child when the target returns. The parent drops its
+//!   copy of the closure when `start` returns.
+//! - Under a test harness that captures output (`cargo test` without
+//!   `--nocapture`), `println!` in a child goes to the child's copy of the
+//!   harness's buffer and is lost; write to `std::io::stdout()` or
+//!   `std::io::stderr()` directly to see it.
+//!
+//! # Reaping
+//!
+//! Every child is reaped exactly once, by `join`, [`Process::is_alive`],
+//! [`Process::exitcode`], `Drop` or [`active_children`], and its pid is
+//! never signalled after that (the pid may belong to another process by
+//! then). A child whose `Process` was dropped while it still ran is an
+//! orphan: see [`Process`]'s docs and [`active_children`]. A program that
+//! reaps children itself (`waitpid(-1)`, or SIGCHLD set to `SIG_IGN`) takes
+//! their exit codes away: `join` then fails with [`Error::Os`] (`ECHILD`).
+//!
+//! Waiting sleeps in `poll(2)` on the child's pidfd. On kernels without
+//! `pidfd_open` (before Linux 5.3) it polls `waitpid` instead, pausing
+//! between 1 and 50 ms.
+
+// `process::process` holds the type `Process`, as in Python's module layout.
+#[allow(clippy::module_inception)]
+mod process;
+
+mod children;
+mod exit;
+mod fork;
+mod reaper;
+mod registry;
+
+pub use children::active_children;
+pub use exit::IntoExitCode;
+pub use process::Process;
+pub use registry::{MAX_ENTRY_NAME, register};
+
+pub(crate) use registry::{Entry, register_entry};
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::error::{Error, Result};
+
+/// How a child is started, as Python's start methods
+/// (`multiprocessing.get_context(...)`).
+///
+/// Only `Fork` is available yet; see the [module docs](self#start-methods).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum StartMethod {
+    /// The child is a copy of the parent and runs the target there.
+    #[default]
+    Fork,
+    /// The child is a fresh run of the same executable, which runs the
+    /// registered entry point named by the parent. Not available yet.
+    Spawn,
+    /// A server process, started early, forks the children. Not available
+    /// yet.
+    ForkServer,
+}
+
+impl StartMethod {
+    /// Python's name for it: `"fork"`, `"spawn"` or `"forkserver"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            StartMethod::Fork => "fork",
+            StartMethod::Spawn => "spawn",
+            StartMethod::ForkServer => "forkserver",
+        }
+    }
+}
+
+impl fmt::Display for StartMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for StartMethod {
+    type Err = Error;
+
+    /// Parses Python's names: `"fork"`, `"spawn"`, `"forkserver"`.
+    fn from_str(s: &str) -> Result<StartMethod> {
+        match s {
+            "fork" => Ok(StartMethod::Fork),
+            "spawn" => Ok(StartMethod::Spawn),
+            "forkserver" => Ok(StartMethod::ForkServer),
+            _ => Err(Error::Invalid(format!(
+                "start method {s:?}: expected \"fork\", \"spawn\" or \"forkserver\""
+            ))),
+        }
+    }
+}
+
+/// How many CPUs this process may run on: Rust's
+/// [`std::thread::available_parallelism`].
+///
+/// Unlike Python's `os.cpu_count()` (every CPU of the machine) it respects
+/// the affinity mask (`taskset`, `sched_setaffinity`) and cgroup CPU quotas
+/// of containers, so it is the number of workers that can actually run at
+/// once. It equals Python's `len(os.sched_getaffinity(0))` unless a cgroup
+/// quota is lower.
+///
+/// ```
+/// assert!(multiproc::process::cpu_count()? >= 1);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub fn cpu_count() -> Result<usize> {
+    std::thread::available_parallelism()
+        .map(usize::from)
+        .map_err(|e| Error::os("available_parallelism", e))
+}
+
+/// Set by [`init`].
+static INIT_RAN: AtomicBool = AtomicBool::new(false);
+
+/// Call first thing in `main`, after registering entry points.
+///
+/// For now it only records that it ran: `fork` needs no set-up. With the
+/// `spawn` start method (coming) it will run, in a spawned child, the
+/// registered entry point the parent named, and exit.
+///
+/// ```
+/// multiproc::process::init()?;
+/// assert!(multiproc::process::init_ran());
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub fn init() -> Result<()> {
+    // Relaxed: a flag with no data published behind it.
+    INIT_RAN.store(true, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Whether [`init`] (or C's `mp_init`) ran in this process.
+pub fn init_ran() -> bool {
+    // Relaxed: see `init`.
+    INIT_RAN.load(Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_method_names_round_trip() {
+        for m in [
+            StartMethod::Fork,
+            StartMethod::Spawn,
+            StartMethod::ForkServer,
+        ] {
+            assert_eq!(m.name().parse::<StartMethod>().unwrap(), m);
+            assert_eq!(m.to_string(), m.name());
+        }
+        assert!(matches!(
+            "threads".parse::<StartMethod>(),
+            Err(Error::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn cpu_count_is_positive() {
+        assert!(cpu_count().unwrap() >= 1);
+    }
+}

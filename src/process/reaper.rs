@@ -1,0 +1,279 @@
+//! One started child as the parent sees it: its pid, its pidfd, and whether
+//! it was reaped yet. Waiting, reaping and signalling go through here, so
+//! that a pid is reaped once and never signalled after it was reaped.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::sys;
+
+/// The longest pause between two `waitpid` polls when there is no pidfd.
+const MAX_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Where a child is in its life, as far as its parent knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChildState {
+    /// Not reaped yet: running, or a zombie waiting for `waitpid`.
+    Running,
+    /// Reaped by us; Python's `exitcode` (negative signal number if killed).
+    Ended(i32),
+    /// `waitpid` said `ECHILD`: someone else reaped it (SIGCHLD set to
+    /// `SIG_IGN`, or a `waitpid(-1)` outside multiproc). The pid may be
+    /// reused already, so it is never signalled again.
+    Lost,
+}
+
+/// A child started by this process.
+///
+/// Shared (`Arc`) by its `Process` and the table of unreaped children, so a
+/// sweep of the table can reap a child whose `Process` is still alive: the
+/// exit code is kept here for the `Process` to read.
+#[derive(Debug)]
+pub(crate) struct ChildCell {
+    /// The child's pid; unique while it is not reaped.
+    pid: i32,
+    /// The pid of the process that forked it: the only one that may wait for
+    /// or signal it (a fork child inherits copies of its parent's cells).
+    parent: i32,
+    /// Readable once the child ended; or the errno of `pidfd_open` (ENOSYS
+    /// before Linux 5.3), in which case waiting polls `waitpid` instead.
+    pidfd: std::result::Result<OwnedFd, i32>,
+    /// Reaping and signalling happen under this lock, so a signal can never
+    /// reach a pid after we reaped it.
+    state: Mutex<ChildState>,
+}
+
+impl ChildCell {
+    /// The cell of the child `pid` we just forked, with its pidfd.
+    pub(crate) fn new(pid: i32) -> ChildCell {
+        let pidfd = sys::pidfd_open(pid).map_err(|e| e.raw_os_error().unwrap_or(libc::ENOSYS));
+        Self::with_pidfd(pid, pidfd)
+    }
+
+    /// A cell with the given pidfd (or `pidfd_open`'s errno).
+    pub(crate) fn with_pidfd(pid: i32, pidfd: std::result::Result<OwnedFd, i32>) -> ChildCell {
+        ChildCell {
+            pid,
+            parent: sys::current_ids().0,
+            pidfd,
+            state: Mutex::new(ChildState::Running),
+        }
+    }
+
+    /// The child's pid.
+    pub(crate) fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Whether this process is the child's parent (and not a fork child
+    /// that inherited a copy of the cell).
+    pub(crate) fn is_ours(&self) -> bool {
+        sys::current_ids().0 == self.parent
+    }
+
+    /// The pidfd, readable once the child ended.
+    pub(crate) fn pidfd(&self) -> Result<BorrowedFd<'_>> {
+        match &self.pidfd {
+            Ok(fd) => Ok(fd.as_fd()),
+            Err(errno) => Err(Error::os(
+                format!("pidfd_open({}) failed when the process started", self.pid),
+                io::Error::from_raw_os_error(*errno),
+            )),
+        }
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, ChildState>> {
+        if !self.is_ours() {
+            return Err(Error::State(format!(
+                "process {} was started by pid {}: only that process can wait for or signal it",
+                self.pid, self.parent
+            )));
+        }
+        // Every update of the state is a single assignment, so a panic
+        // elsewhere while the lock was held cannot have left it torn.
+        Ok(self.state.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The exit code if the child ended (reaping it if it is a zombie), or
+    /// `None` while it runs. Never blocks.
+    pub(crate) fn poll(&self) -> Result<Option<i32>> {
+        let mut state = self.lock()?;
+        self.poll_locked(&mut state)
+    }
+
+    fn poll_locked(&self, state: &mut ChildState) -> Result<Option<i32>> {
+        match *state {
+            ChildState::Ended(code) => return Ok(Some(code)),
+            ChildState::Lost => return Err(self.lost()),
+            ChildState::Running => {}
+        }
+        match sys::waitpid(self.pid, true) {
+            Ok(None) => Ok(None),
+            Ok(Some(status)) => {
+                *state = ChildState::Ended(status.exitcode());
+                Ok(Some(status.exitcode()))
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
+                *state = ChildState::Lost;
+                Err(self.lost())
+            }
+            Err(e) => Err(Error::os(format!("waitpid({})", self.pid), e)),
+        }
+    }
+
+    fn lost(&self) -> Error {
+        Error::os(
+            format!(
+                "waitpid({}): the child was reaped outside multiproc (SIGCHLD set to \
+                 SIG_IGN, or a waitpid(-1) elsewhere); its exit code is lost",
+                self.pid
+            ),
+            io::Error::from_raw_os_error(libc::ECHILD),
+        )
+    }
+
+    /// Waits until the child ends and returns its exit code, or
+    /// [`Error::Timeout`] once `timeout` passed (`None`: no limit;
+    /// `Some(ZERO)`: check once).
+    ///
+    /// Sleeps in `poll(2)` on the pidfd; without a pidfd it polls `waitpid`
+    /// with a pause that doubles from 1 ms up to 50 ms.
+    pub(crate) fn wait(&self, timeout: Option<Duration>) -> Result<i32> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut backoff = Duration::from_millis(1);
+        let mut saw_readable = false;
+        loop {
+            if let Some(code) = self.poll()? {
+                return Ok(code);
+            }
+            if saw_readable {
+                // The pidfd reported the exit a moment before `waitpid`
+                // could reap it; let the kernel finish.
+                std::thread::yield_now();
+            }
+            let left = match deadline {
+                None => None,
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return Err(Error::Timeout),
+                },
+            };
+            match &self.pidfd {
+                Ok(fd) => {
+                    saw_readable = sys::poll_readable(fd.as_fd(), left)
+                        .map_err(|e| Error::os(format!("poll(pidfd of {})", self.pid), e))?;
+                }
+                Err(_) => {
+                    std::thread::sleep(left.map_or(backoff, |l| l.min(backoff)));
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// Sends `sig` if the child was not reaped yet; after that, a no-op.
+    pub(crate) fn signal(&self, sig: i32) -> Result<()> {
+        let mut state = self.lock()?;
+        // Reap first if it already ended: then there is nothing to signal,
+        // and a child reaped behind our back is found out before its pid
+        // (maybe reused) is signalled.
+        if self.poll_locked(&mut state)?.is_some() {
+            return Ok(());
+        }
+        let sent = match &self.pidfd {
+            Ok(fd) => sys::pidfd_send_signal(fd.as_fd(), sig),
+            // The state lock is held and the child is not reaped (the poll
+            // just said so), so the pid still names our child.
+            Err(_) => sys::kill(self.pid, sig),
+        };
+        match sent {
+            Ok(()) => Ok(()),
+            // It ended between the poll and the signal: nothing to do.
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            Err(e) => Err(Error::os(format!("signal {sig} to {}", self.pid), e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// Forks a child that waits for one byte on a pipe, then exits with it.
+    fn child_exiting_with_byte() -> (i32, std::fs::File) {
+        let (r, w) = sys::pipe().unwrap();
+        // SAFETY: the child only reads a pipe and `_exit`s: no locks, no
+        // allocation.
+        match unsafe { sys::fork() }.unwrap() {
+            sys::Forked::Child => {
+                let mut byte = [0u8];
+                let code = match std::fs::File::from(r).read(&mut byte) {
+                    Ok(1) => byte[0].into(),
+                    _ => 99,
+                };
+                sys::exit_immediately(code);
+            }
+            sys::Forked::Parent(pid) => (pid, std::fs::File::from(w)),
+        }
+    }
+
+    fn exercise(cell: &ChildCell, mut release: std::fs::File) {
+        assert!(matches!(cell.poll(), Ok(None)));
+        assert!(matches!(
+            cell.wait(Some(Duration::ZERO)),
+            Err(Error::Timeout)
+        ));
+        assert!(matches!(
+            cell.wait(Some(Duration::from_millis(5))),
+            Err(Error::Timeout)
+        ));
+        release.write_all(&[5]).unwrap();
+        assert_eq!(cell.wait(Some(Duration::from_secs(30))).unwrap(), 5);
+        // Cached: no second waitpid, signals are no-ops.
+        assert_eq!(cell.wait(Some(Duration::ZERO)).unwrap(), 5);
+        cell.signal(libc::SIGKILL).unwrap();
+        assert_eq!(cell.poll().unwrap(), Some(5));
+        let err = sys::waitpid(cell.pid(), true).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ECHILD));
+    }
+
+    #[test]
+    fn waits_on_the_pidfd() {
+        let (pid, release) = child_exiting_with_byte();
+        let cell = ChildCell::new(pid);
+        assert!(cell.pidfd().is_ok());
+        exercise(&cell, release);
+    }
+
+    #[test]
+    fn waits_by_polling_without_a_pidfd() {
+        let (pid, release) = child_exiting_with_byte();
+        let cell = ChildCell::with_pidfd(pid, Err(libc::ENOSYS));
+        assert!(matches!(cell.pidfd(), Err(Error::Os { .. })));
+        exercise(&cell, release);
+    }
+
+    #[test]
+    fn kill_without_a_pidfd_gives_minus_nine() {
+        let (pid, _release) = child_exiting_with_byte();
+        let cell = ChildCell::with_pidfd(pid, Err(libc::ENOSYS));
+        cell.signal(libc::SIGKILL).unwrap();
+        assert_eq!(cell.wait(Some(Duration::from_secs(30))).unwrap(), -9);
+    }
+
+    #[test]
+    fn a_child_reaped_elsewhere_is_lost_and_never_signalled() {
+        let (pid, mut release) = child_exiting_with_byte();
+        let cell = ChildCell::new(pid);
+        release.write_all(&[0]).unwrap();
+        // Someone else reaps it behind the cell's back.
+        assert!(sys::waitpid(pid, false).unwrap().is_some());
+        assert!(matches!(cell.poll(), Err(Error::Os { .. })));
+        assert!(matches!(cell.signal(libc::SIGKILL), Err(Error::Os { .. })));
+        assert!(matches!(cell.wait(None), Err(Error::Os { .. })));
+    }
+}
