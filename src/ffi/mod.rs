@@ -8,11 +8,23 @@
 // The C names of the ABI are snake_case types (`mp_lock_t`) on purpose.
 #![allow(non_camel_case_types)]
 
+#[cfg(not(loom))]
+mod barrier;
+#[cfg(not(loom))]
+mod event;
 pub mod process;
 mod segment;
+#[cfg(not(loom))]
+mod semaphore;
 mod status;
 
+#[cfg(not(loom))]
+pub use barrier::*;
+#[cfg(not(loom))]
+pub use event::*;
 pub use segment::*;
+#[cfg(not(loom))]
+pub use semaphore::*;
 
 pub use status::*;
 

@@ -18,11 +18,15 @@
 //! timeouts, the first timeout breaks the barrier and nobody waits longer
 //! than their own timeout.
 
+#[cfg(not(loom))]
+use std::ops::Deref;
 use std::time::{Duration, Instant};
 
 use super::semaphore::deadline_after;
 use crate::error::{Error, Result};
 use crate::shim::{AtomicU64, Ordering};
+#[cfg(not(loom))]
+use crate::shm::{Handle, ObjectKind, Segment, ShmBox, ShmObject, ShmSafe};
 use crate::sync::EventCount;
 
 /// Bits 0..24 of the state: parties that arrived in the current round.
@@ -284,6 +288,85 @@ impl RawBarrier {
             }
         }
         self.waiters.notify_all();
+    }
+}
+
+// SAFETY: repr(C) of an AtomicU64, a u32 and an EventCount, padded to 16
+// bytes: no pointers, no destructor. Every state word is a state of the
+// table; a `parties` of 0 (only from corrupt bytes) makes every arrival
+// count without ever passing, which waits or times out, never misbehaves.
+#[cfg(not(loom))]
+unsafe impl ShmSafe for RawBarrier {}
+
+// SAFETY: the only type stored as `ObjectKind::Barrier`; the version
+// changes with the layout.
+#[cfg(not(loom))]
+unsafe impl ShmObject for RawBarrier {
+    const KIND: ObjectKind = ObjectKind::Barrier;
+    const VERSION: u32 = 1;
+}
+
+/// Python's `multiprocessing.Barrier`: a [`RawBarrier`] in a shared
+/// segment, inherited by fork children as it is and reachable from other
+/// processes through its [`Handle`]. Derefs to [`RawBarrier`] for `wait`,
+/// `abort`, `reset` and the rest. Clones share the barrier.
+///
+/// # Example
+///
+/// ```
+/// use multiproc::{Error, sync::Barrier};
+///
+/// let barrier = Barrier::new(1)?;
+/// assert_eq!(barrier.wait()?, 0, "one party: every round passes at once");
+/// barrier.abort();
+/// assert!(matches!(barrier.wait(), Err(Error::Broken)));
+/// barrier.reset();
+/// assert_eq!(Barrier::open(&barrier.handle())?.wait()?, 0);
+/// assert!(matches!(Barrier::new(0), Err(Error::Invalid(_))));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[cfg(not(loom))]
+#[derive(Debug, Clone)]
+pub struct Barrier {
+    shared: ShmBox<RawBarrier>,
+}
+
+#[cfg(not(loom))]
+impl Barrier {
+    /// A barrier for `parties` parties in a segment of its own;
+    /// [`Error::Invalid`] for 0 parties or more than [`MAX_PARTIES`].
+    pub fn new(parties: u32) -> Result<Self> {
+        Ok(Barrier {
+            shared: ShmBox::new(RawBarrier::new(parties)?)?,
+        })
+    }
+
+    /// As [`new`](Self::new), placed in `segment`.
+    pub fn new_in(segment: &Segment, parties: u32) -> Result<Self> {
+        Ok(Barrier {
+            shared: ShmBox::new_in(segment, RawBarrier::new(parties)?)?,
+        })
+    }
+
+    /// The handle that names this barrier to another process.
+    pub fn handle(&self) -> Handle {
+        self.shared.handle()
+    }
+
+    /// Attaches to a barrier by its handle; errors as [`ShmBox::open`].
+    pub fn open(handle: &Handle) -> Result<Self> {
+        Ok(Barrier {
+            shared: ShmBox::open(handle)?,
+        })
+    }
+}
+
+#[cfg(not(loom))]
+impl Deref for Barrier {
+    type Target = RawBarrier;
+
+    fn deref(&self) -> &RawBarrier {
+        &self.shared
     }
 }
 

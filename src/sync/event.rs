@@ -10,10 +10,16 @@
 //! was cleared again before the waiter ran (Python's multiprocessing
 //! version would report `false`, as if the set never happened).
 
+#[cfg(not(loom))]
+use std::ops::Deref;
 use std::time::{Duration, Instant};
 
 use super::semaphore::deadline_after;
+#[cfg(not(loom))]
+use crate::error::Result;
 use crate::shim::{AtomicU32, Ordering};
+#[cfg(not(loom))]
+use crate::shm::{Handle, ObjectKind, Segment, ShmBox, ShmObject, ShmSafe};
 use crate::sync::EventCount;
 
 /// Bit 0 of [`RawEvent::state`]: the flag.
@@ -79,6 +85,12 @@ impl RawEvent {
         self.state.load(Ordering::Acquire) & SET != 0
     }
 
+    /// How many waiters sleep in the kernel now (approximate by nature;
+    /// for diagnostics and tests).
+    pub fn sleepers(&self) -> u32 {
+        self.waiters.sleepers()
+    }
+
     /// Sets the flag and wakes every waiter. Does nothing (writes nothing)
     /// when it is set already; no syscall when nobody sleeps.
     pub fn set(&self) {
@@ -127,6 +139,80 @@ impl RawEvent {
             (now & SET != 0 || now != start).then_some(())
         };
         self.waiters.wait_until(deadline, fired).is_some()
+    }
+}
+
+// SAFETY: repr(C) of an AtomicU32 and an EventCount: no pointers, no
+// destructor, every bit pattern a valid state (see the table).
+#[cfg(not(loom))]
+unsafe impl ShmSafe for RawEvent {}
+
+// SAFETY: the only type stored as `ObjectKind::Event`; the version changes
+// with the layout.
+#[cfg(not(loom))]
+unsafe impl ShmObject for RawEvent {
+    const KIND: ObjectKind = ObjectKind::Event;
+    const VERSION: u32 = 1;
+}
+
+/// Python's `multiprocessing.Event`: a [`RawEvent`] in a shared segment,
+/// inherited by fork children as it is and reachable from other processes
+/// through its [`Handle`]. Derefs to [`RawEvent`] for `set`, `clear`,
+/// `is_set` and the waits. Clones share the event.
+///
+/// # Example
+///
+/// ```
+/// use multiproc::sync::Event;
+/// use std::time::Duration;
+///
+/// let ev = Event::new()?;
+/// assert!(!ev.wait_timeout(Duration::from_millis(1)));
+/// Event::open(&ev.handle())?.set();
+/// assert!(ev.is_set());
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[cfg(not(loom))]
+#[derive(Debug, Clone)]
+pub struct Event {
+    shared: ShmBox<RawEvent>,
+}
+
+#[cfg(not(loom))]
+impl Event {
+    /// A clear event in a segment of its own.
+    pub fn new() -> Result<Self> {
+        Ok(Event {
+            shared: ShmBox::new(RawEvent::new())?,
+        })
+    }
+
+    /// A clear event placed in `segment`.
+    pub fn new_in(segment: &Segment) -> Result<Self> {
+        Ok(Event {
+            shared: ShmBox::new_in(segment, RawEvent::new())?,
+        })
+    }
+
+    /// The handle that names this event to another process.
+    pub fn handle(&self) -> Handle {
+        self.shared.handle()
+    }
+
+    /// Attaches to an event by its handle; errors as [`ShmBox::open`].
+    pub fn open(handle: &Handle) -> Result<Self> {
+        Ok(Event {
+            shared: ShmBox::open(handle)?,
+        })
+    }
+}
+
+#[cfg(not(loom))]
+impl Deref for Event {
+    type Target = RawEvent;
+
+    fn deref(&self) -> &RawEvent {
+        &self.shared
     }
 }
 

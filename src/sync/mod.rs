@@ -6,7 +6,13 @@ mod event;
 mod event_count;
 mod semaphore;
 
+#[cfg(not(loom))]
+pub use barrier::Barrier;
 pub use barrier::{MAX_PARTIES, RawBarrier};
+#[cfg(not(loom))]
+pub use event::Event;
 pub use event::RawEvent;
 pub use event_count::EventCount;
+#[cfg(not(loom))]
+pub use semaphore::{BoundedSemaphore, Semaphore};
 pub use semaphore::{RawSemaphore, SemaphoreGuard};

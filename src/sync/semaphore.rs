@@ -12,10 +12,14 @@
 //! the other sleepers sleep on until their timeout or the next release: a
 //! death can delay, never lose, a permit.
 
+#[cfg(not(loom))]
+use std::ops::Deref;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::shim::{AtomicU32, Ordering};
+#[cfg(not(loom))]
+use crate::shm::{Handle, ObjectKind, Segment, ShmBox, ShmObject, ShmSafe};
 use crate::sync::EventCount;
 
 /// A counting semaphore in shared memory. `#[repr(C)]`, 12 bytes, works at
@@ -91,6 +95,12 @@ impl RawSemaphore {
     pub fn value(&self) -> u32 {
         // Relaxed: a snapshot that synchronizes with nothing.
         self.count.load(Ordering::Relaxed)
+    }
+
+    /// How many acquirers sleep in the kernel now (approximate by nature;
+    /// for diagnostics and tests).
+    pub fn sleepers(&self) -> u32 {
+        self.waiters.sleepers()
     }
 
     /// Takes a permit if one is free, without waiting.
@@ -191,6 +201,157 @@ impl RawSemaphore {
         // sleeps again and the permit went to somebody anyway.
         self.waiters.notify(1);
         Ok(())
+    }
+}
+
+// SAFETY: repr(C) of an AtomicU32, a u32 and an EventCount: no pointers,
+// no destructor; every bit pattern is a valid count, bound and event count
+// (a count above the bound only makes releases fail).
+#[cfg(not(loom))]
+unsafe impl ShmSafe for RawSemaphore {}
+
+// SAFETY: the only type stored as `ObjectKind::Semaphore`; the version
+// changes with the layout.
+#[cfg(not(loom))]
+unsafe impl ShmObject for RawSemaphore {
+    const KIND: ObjectKind = ObjectKind::Semaphore;
+    const VERSION: u32 = 1;
+}
+
+/// Python's `multiprocessing.Semaphore`: a [`RawSemaphore`] in a shared
+/// segment, inherited by fork children as it is and reachable from other
+/// processes through its [`Handle`]. Derefs to [`RawSemaphore`] for
+/// `acquire`, `release` and the rest. Clones share the semaphore.
+///
+/// # Example
+///
+/// ```
+/// use multiproc::sync::Semaphore;
+/// use std::time::Duration;
+///
+/// let sem = Semaphore::new(2)?;
+/// sem.acquire();
+/// sem.acquire_timeout(Duration::from_secs(1))?;
+/// assert!(!sem.try_acquire());
+/// sem.release()?;
+/// assert_eq!(sem.value(), 1);
+/// let again = Semaphore::open(&sem.handle())?;
+/// assert_eq!(again.value(), 1);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[cfg(not(loom))]
+#[derive(Debug, Clone)]
+pub struct Semaphore {
+    shared: ShmBox<RawSemaphore>,
+}
+
+#[cfg(not(loom))]
+impl Semaphore {
+    /// An unbounded semaphore with `initial` permits, in a segment of its own.
+    pub fn new(initial: u32) -> Result<Self> {
+        Self::with_max(initial, None)
+    }
+
+    /// A semaphore with `initial` permits, bounded by `max` when given (see
+    /// [`RawSemaphore::new`] for the errors), in a segment of its own.
+    pub fn with_max(initial: u32, max: Option<u32>) -> Result<Self> {
+        let shared = ShmBox::new(RawSemaphore::new(initial, max)?)?;
+        Ok(Semaphore { shared })
+    }
+
+    /// As [`with_max`](Self::with_max), placed in `segment`.
+    pub fn with_max_in(segment: &Segment, initial: u32, max: Option<u32>) -> Result<Self> {
+        let shared = ShmBox::new_in(segment, RawSemaphore::new(initial, max)?)?;
+        Ok(Semaphore { shared })
+    }
+
+    /// The handle that names this semaphore to another process.
+    pub fn handle(&self) -> Handle {
+        self.shared.handle()
+    }
+
+    /// Attaches to a semaphore (bounded or not) by its handle; errors as
+    /// [`ShmBox::open`].
+    pub fn open(handle: &Handle) -> Result<Self> {
+        Ok(Semaphore {
+            shared: ShmBox::open(handle)?,
+        })
+    }
+}
+
+#[cfg(not(loom))]
+impl Deref for Semaphore {
+    type Target = RawSemaphore;
+
+    fn deref(&self) -> &RawSemaphore {
+        &self.shared
+    }
+}
+
+/// Python's `multiprocessing.BoundedSemaphore`: a [`Semaphore`] whose
+/// value may never exceed its initial value; a release past it is
+/// [`Error::Value`] and changes nothing.
+///
+/// # Example
+///
+/// ```
+/// use multiproc::{Error, sync::BoundedSemaphore};
+///
+/// let sem = BoundedSemaphore::new(1)?;
+/// assert!(matches!(sem.release(), Err(Error::Value(_))));
+/// sem.acquire();
+/// sem.release()?;
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[cfg(not(loom))]
+#[derive(Debug, Clone)]
+pub struct BoundedSemaphore {
+    sem: Semaphore,
+}
+
+#[cfg(not(loom))]
+impl BoundedSemaphore {
+    /// A semaphore with `initial` permits and `initial` as its maximum, in
+    /// a segment of its own. [`Error::Invalid`] when `initial` is 0 (it
+    /// could never be acquired).
+    pub fn new(initial: u32) -> Result<Self> {
+        Ok(BoundedSemaphore {
+            sem: Semaphore::with_max(initial, Some(initial))?,
+        })
+    }
+
+    /// The handle that names this semaphore to another process.
+    pub fn handle(&self) -> Handle {
+        self.sem.handle()
+    }
+
+    /// Attaches to a bounded semaphore by its handle; [`Error::Kind`] for
+    /// an unbounded one, other errors as [`ShmBox::open`].
+    pub fn open(handle: &Handle) -> Result<Self> {
+        let sem = Semaphore::open(handle)?;
+        if sem.max().is_none() {
+            return Err(Error::Kind {
+                expected: "bounded semaphore",
+                found: "unbounded semaphore".into(),
+            });
+        }
+        Ok(BoundedSemaphore { sem })
+    }
+}
+
+#[cfg(not(loom))]
+impl Deref for BoundedSemaphore {
+    type Target = RawSemaphore;
+
+    fn deref(&self) -> &RawSemaphore {
+        &self.sem
+    }
+}
+
+#[cfg(not(loom))]
+impl From<BoundedSemaphore> for Semaphore {
+    fn from(b: BoundedSemaphore) -> Semaphore {
+        b.sem
     }
 }
 
