@@ -1,6 +1,6 @@
 //! The C ABI: thin, no logic. Each `mp_*` function checks its pointers and
 //! lengths, calls the Rust API, and maps the result to a status code.
-//! No panic crosses the boundary: every entry goes through [`guard`].
+//! No panic crosses the boundary: every entry goes through `guard`.
 //!
 //! `include/multiproc.h` is generated from this module by cbindgen
 //! (`cbindgen.toml`); `tests/header_up_to_date.rs` fails when it is stale.

@@ -5,8 +5,8 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use std::sync::atomic::{AtomicU64, Ordering};
 use crate::sys;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{named, registry};
 

@@ -11,7 +11,7 @@ use super::object::{OBJECT_MAGIC, ObjectHeader, ObjectKind, ObjectLayout, ShmObj
 use super::segment::FIRST_OBJECT_OFFSET;
 use super::{Handle, Segment, default_backing};
 
-/// One object of type `T` in a shared segment: an [`ObjectHeader`], the
+/// One object of type `T` in a shared segment: an object header, the
 /// `T`, and an optional trailing region of bytes (array elements, ring
 /// slots). Clones refer to the same object.
 ///
