@@ -12,6 +12,8 @@
 mod barrier;
 #[cfg(not(loom))]
 mod event;
+#[cfg(not(loom))]
+mod lock;
 pub mod process;
 mod segment;
 #[cfg(not(loom))]
@@ -22,6 +24,8 @@ mod status;
 pub use barrier::*;
 #[cfg(not(loom))]
 pub use event::*;
+#[cfg(not(loom))]
+pub use lock::*;
 pub use segment::*;
 #[cfg(not(loom))]
 pub use semaphore::*;
