@@ -102,6 +102,9 @@
 // `timeout_ns` value that waits without limit.
 #define MP_WAIT_FOREVER -1
 
+// A shared array of numbers of one typecode, maybe with a lock.
+typedef struct mp_array_t mp_array_t;
+
 // A barrier in shared memory.
 typedef struct mp_barrier_t mp_barrier_t;
 
@@ -135,6 +138,84 @@ typedef int (*mp_entry_fn)(const uint8_t *arg, size_t arg_len);
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+// Creates an array of `len` zeroed elements of `typecode` (one of
+// `'b' 'B' 'h' 'H' 'i' 'I' 'l' 'L' 'q' 'Q' 'f' 'd'`, as Python's `array`
+// module; `'l'` is C `long`), with a lock when `with_lock` is 1 (0: none),
+// and stores it in `*out`.
+//
+// Errors: `MP_ERR_INVALID` for another typecode (the message lists the
+// accepted ones) or a `with_lock` other than 0 and 1; `MP_ERR_TOO_LARGE`
+// for a length that cannot be mapped.
+//
+// # Safety
+//
+// - `out` is NULL or valid for writing one pointer.
+int mp_array_new(char typecode, size_t len, int with_lock, mp_array_t **out);
+
+// The first element, or NULL (with `mp_last_error` set) if `a` is not a
+// live array. Elements are the C type of the typecode, `mp_array_len` of
+// them, aligned to 8 bytes. Other processes may write them at any time:
+// hold the array's lock (or use C11 atomics) when that matters.
+//
+// # Safety
+//
+// - `a` is NULL or a pointer returned by `mp_array_new`/`mp_array_open`.
+void *mp_array_data(mp_array_t *a);
+
+// The number of elements, or 0 (with `mp_last_error` set) if `a` is not a
+// live array.
+//
+// # Safety
+//
+// - `a` is NULL or a pointer returned by `mp_array_new`/`mp_array_open`.
+size_t mp_array_len(const mp_array_t *a);
+
+// The typecode character, or 0 (with `mp_last_error` set) if `a` is not a
+// live array.
+//
+// # Safety
+//
+// - `a` is NULL or a pointer returned by `mp_array_new`/`mp_array_open`.
+char mp_array_typecode(const mp_array_t *a);
+
+// The array's lock, or NULL when it was made without one (or `a` is not
+// a live array; then `mp_last_error` says so). Use it with `mp_lock_*`;
+// it belongs to the array: do not free it, it is freed with `a`.
+//
+// # Safety
+//
+// - `a` is NULL or a pointer returned by `mp_array_new`/`mp_array_open`.
+mp_lock_t *mp_array_lock(mp_array_t *a);
+
+// Writes the array's NUL-terminated handle text into `buf` (`cap` bytes);
+// `MP_ERR_TOO_LARGE` if it does not fit (128 bytes always suffice).
+//
+// # Safety
+//
+// - `a` is NULL or a pointer returned by `mp_array_new`/`mp_array_open`.
+// - `buf` is NULL or valid for writing `cap` bytes.
+int mp_array_handle(const mp_array_t *a, char *buf, size_t cap);
+
+// Attaches to the array a handle text names (any typecode; ask it with
+// `mp_array_typecode`) and stores it in `*out`. Errors as `mp_sem_open`.
+//
+// # Safety
+//
+// - `handle` is NULL or a NUL-terminated string.
+// - `out` is NULL or valid for writing one pointer.
+int mp_array_open(const char *handle, mp_array_t **out);
+
+// Releases this process's reference (and the pointer `mp_array_lock`
+// returned); the array lives on while other processes hold it. NULL is a
+// no-op; a pointer that is not a live array is refused (see
+// `mp_last_error`) and left alone.
+//
+// # Safety
+//
+// - `a` is NULL or a pointer returned by `mp_array_new`/`mp_array_open`,
+//   not used again afterwards, nor the lock pointer it gave.
+void mp_array_free(mp_array_t *a);
 
 // Creates a barrier for `parties` parties and stores it in `*out`.
 // `MP_ERR_INVALID` for 0 parties (or more than 16777215).

@@ -9,6 +9,8 @@
 #![allow(non_camel_case_types)]
 
 #[cfg(not(loom))]
+mod array;
+#[cfg(not(loom))]
 mod barrier;
 #[cfg(not(loom))]
 mod event;
@@ -20,6 +22,8 @@ mod segment;
 mod semaphore;
 mod status;
 
+#[cfg(not(loom))]
+pub use array::*;
 #[cfg(not(loom))]
 pub use barrier::*;
 #[cfg(not(loom))]
