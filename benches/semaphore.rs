@@ -1,151 +1,88 @@
-//! Cross-process ping-pong: a round trip through two shared semaphores
-//! against the same round trip through two OS pipes, in the same run.
+//! Cross-process ping-pong: a round trip signalled through two shared
+//! semaphores, beside the same round trip through two OS pipes (and a
+//! socketpair), in the same run, with the peer pinned to the other core
+//! (see `common`). Run with `cargo bench --bench semaphore`.
 //!
-//! Each peer forks one echo child for its whole benchmark. The parent
-//! signals "ping", the child answers "pong"; one iteration is one round
-//! trip. Run with `cargo bench --bench semaphore`.
+//! The semaphore link carries the 8-byte message in a shared slot per
+//! direction: the sender writes the slot and releases the receiver's
+//! semaphore; the receiver acquires it and reads the slot. With one
+//! message in flight at a time, as in a round trip, that is all the
+//! synchronization a slot needs (the semaphore orders the slot's bytes).
 
-use std::io::{PipeReader, PipeWriter, Read, Write};
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+mod common;
 
+use std::io;
+
+use common::os::{Pipe, SocketPair};
+use common::transport::{Endpoint, ROUND_TRIP_SIZE, Transport, round_trip};
 use criterion::{Criterion, criterion_group, criterion_main};
-use multiproc::shm::{Backing, SharedMemory};
+use multiproc::array::Array;
 use multiproc::sync::Semaphore;
-use multiproc::sys::{self, Forked};
 
-/// One way to bounce a signal off a child process and back.
-trait PingPong {
-    /// One ping and the pong that answers it.
-    fn round_trip(&mut self);
+/// Two semaphores and two 8-byte slots, one of each per direction.
+struct SemaphoreLink;
+
+/// One end: signals and fills `out`, waits on and reads `inbox`.
+struct SemaphoreEnd {
+    out_signal: Semaphore,
+    out_slot: Array<u8>,
+    in_signal: Semaphore,
+    in_slot: Array<u8>,
 }
 
-/// Forks a child that runs `body` and exits; returns its pid.
-fn fork_child(body: impl FnOnce()) -> i32 {
-    // SAFETY: the bench is single-threaded; the child runs only `body`
-    // (our primitives, or reads and writes on its pipes) and leaves with
-    // _exit.
-    match unsafe { sys::fork() }.expect("fork") {
-        Forked::Child => {
-            body();
-            sys::exit_immediately(0)
-        }
-        Forked::Parent(pid) => pid,
+fn to_io(e: multiproc::Error) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+impl Endpoint for SemaphoreEnd {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        self.out_slot.copy_from_slice(0, msg).map_err(to_io)?;
+        self.out_signal.release().map_err(to_io)
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        self.in_signal.acquire();
+        self.in_slot.copy_to_slice(0, buf).map_err(to_io)
     }
 }
 
-/// Two semaphores: the parent releases `ping` and acquires `pong`.
-struct SemaphorePingPong {
-    ping: Semaphore,
-    pong: Semaphore,
-    stop: SharedMemory,
-    child: i32,
-}
+impl Transport for SemaphoreLink {
+    type End = SemaphoreEnd;
 
-impl SemaphorePingPong {
-    fn start() -> Self {
-        let ping = Semaphore::new(0).unwrap();
-        let pong = Semaphore::new(0).unwrap();
-        let stop = SharedMemory::new(8, Backing::Anonymous).unwrap();
-        let child = {
-            let (ping, pong, stop) = (ping.clone(), pong.clone(), stop.clone());
-            fork_child(move || {
-                loop {
-                    ping.acquire();
-                    if stop.as_atomic_u32()[0].load(Ordering::Acquire) != 0 {
-                        return;
-                    }
-                    pong.release().unwrap();
-                }
-            })
+    fn name(&self) -> &'static str {
+        "semaphore"
+    }
+
+    fn pair(&self) -> io::Result<(SemaphoreEnd, SemaphoreEnd)> {
+        let direction = || -> multiproc::Result<(Semaphore, Array<u8>)> {
+            Ok((Semaphore::new(0)?, Array::new(ROUND_TRIP_SIZE)?))
         };
-        SemaphorePingPong {
-            ping,
-            pong,
-            stop,
-            child,
-        }
+        let (a_to_b, a_to_b_slot) = direction().map_err(to_io)?;
+        let (b_to_a, b_to_a_slot) = direction().map_err(to_io)?;
+        Ok((
+            SemaphoreEnd {
+                out_signal: a_to_b.clone(),
+                out_slot: a_to_b_slot.clone(),
+                in_signal: b_to_a.clone(),
+                in_slot: b_to_a_slot.clone(),
+            },
+            SemaphoreEnd {
+                out_signal: b_to_a,
+                out_slot: b_to_a_slot,
+                in_signal: a_to_b,
+                in_slot: a_to_b_slot,
+            },
+        ))
     }
-}
-
-impl PingPong for SemaphorePingPong {
-    fn round_trip(&mut self) {
-        self.ping.release().unwrap();
-        self.pong.acquire();
-    }
-}
-
-impl Drop for SemaphorePingPong {
-    fn drop(&mut self) {
-        self.stop.as_atomic_u32()[0].store(1, Ordering::Release);
-        self.ping.release().unwrap();
-        sys::waitpid(self.child, false).unwrap();
-    }
-}
-
-/// Two pipes: the parent writes a byte into one and reads the answer from
-/// the other.
-struct PipePingPong {
-    ping: PipeWriter,
-    pong: PipeReader,
-    child: i32,
-}
-
-impl PipePingPong {
-    fn start() -> Self {
-        let (mut ping_r, ping_w) = std::io::pipe().unwrap();
-        let (pong_r, mut pong_w) = std::io::pipe().unwrap();
-        let child = fork_child(move || {
-            let mut byte = [0u8];
-            while ping_r.read_exact(&mut byte).is_ok() && byte[0] != 0 {
-                pong_w.write_all(&byte).unwrap();
-            }
-        });
-        PipePingPong {
-            ping: ping_w,
-            pong: pong_r,
-            child,
-        }
-    }
-}
-
-impl PingPong for PipePingPong {
-    fn round_trip(&mut self) {
-        let mut byte = [1u8];
-        self.ping.write_all(&byte).unwrap();
-        self.pong.read_exact(&mut byte).unwrap();
-    }
-}
-
-impl Drop for PipePingPong {
-    fn drop(&mut self) {
-        let _ = self.ping.write_all(&[0]);
-        sys::waitpid(self.child, false).unwrap();
-    }
-}
-
-fn bench_peer(c: &mut Criterion, name: &str, mut peer: impl PingPong) {
-    c.bench_function(name, |b| {
-        b.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                peer.round_trip();
-            }
-            start.elapsed()
-        })
-    });
 }
 
 fn ping_pong(c: &mut Criterion) {
-    bench_peer(c, "round trip/semaphore", SemaphorePingPong::start());
-    bench_peer(c, "round trip/pipe", PipePingPong::start());
+    let mut group = c.benchmark_group("round_trip_8B");
+    round_trip(&mut group, &SemaphoreLink);
+    round_trip(&mut group, &Pipe);
+    round_trip(&mut group, &SocketPair);
+    group.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
-    targets = ping_pong
-}
+criterion_group!(benches, ping_pong);
 criterion_main!(benches);
