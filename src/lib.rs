@@ -6,6 +6,8 @@ pub(crate) mod shim;
 pub mod sync;
 pub mod sys;
 pub use error::{Error, Result, Status};
+#[cfg(not(loom))]
+pub mod array;
 pub mod ffi;
 pub mod process;
 pub mod shm;

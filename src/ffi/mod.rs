@@ -9,14 +9,30 @@
 #![allow(non_camel_case_types)]
 
 #[cfg(not(loom))]
+mod array;
+#[cfg(not(loom))]
+mod barrier;
+#[cfg(not(loom))]
+mod event;
+#[cfg(not(loom))]
 mod lock;
 pub mod process;
 mod segment;
+#[cfg(not(loom))]
+mod semaphore;
 mod status;
 
 #[cfg(not(loom))]
+pub use array::*;
+#[cfg(not(loom))]
+pub use barrier::*;
+#[cfg(not(loom))]
+pub use event::*;
+#[cfg(not(loom))]
 pub use lock::*;
 pub use segment::*;
+#[cfg(not(loom))]
+pub use semaphore::*;
 
 pub use status::*;
 
