@@ -1,13 +1,18 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
-pub mod error;
-pub(crate) mod shim;
-pub mod sync;
+#![warn(missing_docs)]
+
+// The layers of DESIGN.md, bottom up; each imports only those below it.
 pub mod sys;
-pub use error::{Error, Result, Status};
+pub(crate) mod shim;
+pub mod shm;
+pub mod sync;
 #[cfg(not(loom))]
 pub mod array;
-pub mod ffi;
 pub mod process;
-pub mod shm;
+pub mod ffi;
+
+pub mod error;
+
+pub use error::{Error, Result, Status};

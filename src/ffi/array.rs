@@ -37,7 +37,7 @@ impl Drop for mp_array_t {
 /// # Safety
 ///
 /// - `a` is NULL or a pointer returned by `mp_array_new`/`mp_array_open`.
-unsafe fn array<'a>(a: *const mp_array_t) -> Result<&'a mut mp_array_t> {
+unsafe fn array<'a>(a: *const mp_array_t) -> Result<&'a mp_array_t> {
     // SAFETY: forwarded from the caller; the tag is checked.
     unsafe { Tagged::get(a.cast_mut().cast(), TAG, "a") }
 }

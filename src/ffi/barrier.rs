@@ -2,8 +2,7 @@
 
 use std::ffi::{c_char, c_int};
 
-use super::semaphore::deadline_from_ns;
-use super::{MP_OK, Tagged, c_str, guard, non_null_mut, write_c_string};
+use super::{MP_OK, Tagged, c_str, deadline_from_ns, guard, non_null_mut, write_c_string};
 use crate::error::Result;
 use crate::shm::Handle;
 use crate::sync::Barrier;
@@ -21,7 +20,7 @@ pub struct mp_barrier_t(Barrier);
 /// - `b` is NULL or a pointer returned by `mp_barrier_new`/`mp_barrier_open`.
 unsafe fn barrier<'a>(b: *const mp_barrier_t) -> Result<&'a Barrier> {
     // SAFETY: forwarded from the caller; the tag is checked.
-    unsafe { Tagged::get(b.cast_mut().cast(), TAG, "b") }.map(|b: &mut mp_barrier_t| &b.0)
+    unsafe { Tagged::get(b.cast_mut().cast(), TAG, "b") }.map(|b: &mp_barrier_t| &b.0)
 }
 
 /// Creates a barrier for `parties` parties and stores it in `*out`.

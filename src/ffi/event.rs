@@ -2,8 +2,7 @@
 
 use std::ffi::{c_char, c_int};
 
-use super::semaphore::deadline_from_ns;
-use super::{MP_OK, Tagged, c_str, guard, non_null_mut, write_c_string};
+use super::{MP_OK, Tagged, c_str, deadline_from_ns, guard, non_null_mut, write_c_string};
 use crate::error::{Error, Result};
 use crate::shm::Handle;
 use crate::sync::Event;
@@ -21,7 +20,7 @@ pub struct mp_event_t(Event);
 /// - `e` is NULL or a pointer returned by `mp_event_new`/`mp_event_open`.
 unsafe fn event<'a>(e: *const mp_event_t) -> Result<&'a Event> {
     // SAFETY: forwarded from the caller; the tag is checked.
-    unsafe { Tagged::get(e.cast_mut().cast(), TAG, "e") }.map(|e: &mut mp_event_t| &e.0)
+    unsafe { Tagged::get(e.cast_mut().cast(), TAG, "e") }.map(|e: &mp_event_t| &e.0)
 }
 
 /// Creates a clear event and stores it in `*out`.

@@ -2,10 +2,9 @@
 //! `BoundedSemaphore`).
 
 use std::ffi::{c_char, c_int};
-use std::time::{Duration, Instant};
 
-use super::{MP_OK, MP_WAIT_FOREVER, Tagged, c_str, guard, non_null_mut, write_c_string};
-use crate::error::{Error, Result};
+use super::{MP_OK, Tagged, c_str, deadline_from_ns, guard, non_null_mut, write_c_string};
+use crate::error::Result;
 use crate::shm::Handle;
 use crate::sync::Semaphore;
 
@@ -13,19 +12,6 @@ const TAG: u64 = u64::from_le_bytes(*b"mpSEMAPH");
 
 /// A counting semaphore, bounded or not, in shared memory.
 pub struct mp_sem_t(Semaphore);
-
-/// The deadline a C `timeout_ns` names: `MP_WAIT_FOREVER` (-1) is none,
-/// 0 is now (try once), a positive value is that many nanoseconds from now.
-/// Other negative values are [`Error::Invalid`].
-pub(crate) fn deadline_from_ns(timeout_ns: i64) -> Result<Option<Instant>> {
-    match timeout_ns {
-        MP_WAIT_FOREVER => Ok(None),
-        0.. => Ok(Instant::now().checked_add(Duration::from_nanos(timeout_ns as u64))),
-        _ => Err(Error::Invalid(format!(
-            "timeout_ns {timeout_ns} is negative: expected MP_WAIT_FOREVER (-1), 0 or a positive number"
-        ))),
-    }
-}
 
 /// The semaphore behind a C pointer, or an error for NULL / a pointer that
 /// is not a live `mp_sem_t`.
@@ -35,7 +21,7 @@ pub(crate) fn deadline_from_ns(timeout_ns: i64) -> Result<Option<Instant>> {
 /// - `s` is NULL or a pointer returned by `mp_sem_new`/`mp_sem_open`.
 unsafe fn sem<'a>(s: *const mp_sem_t) -> Result<&'a Semaphore> {
     // SAFETY: forwarded from the caller; the tag is checked.
-    unsafe { Tagged::get(s.cast_mut().cast(), TAG, "s") }.map(|s: &mut mp_sem_t| &s.0)
+    unsafe { Tagged::get(s.cast_mut().cast(), TAG, "s") }.map(|s: &mp_sem_t| &s.0)
 }
 
 /// Creates a semaphore with `initial` permits. `max` bounds the value
