@@ -4,14 +4,14 @@
 #![warn(missing_docs)]
 
 // The layers of DESIGN.md, bottom up; each imports only those below it.
-pub mod sys;
+#[cfg(not(loom))]
+pub mod array;
+pub mod ffi;
+pub mod process;
 pub(crate) mod shim;
 pub mod shm;
 pub mod sync;
-#[cfg(not(loom))]
-pub mod array;
-pub mod process;
-pub mod ffi;
+pub mod sys;
 
 pub mod error;
 
