@@ -3,57 +3,14 @@
 #![cfg(not(loom))]
 
 use std::ffi::{CStr, c_char};
-use std::os::fd::AsFd;
 use std::ptr;
-use std::time::Duration;
 
 use multiproc::Error;
 use multiproc::array::{Array, DynArray, Typecode, Value};
 use multiproc::ffi::*;
-use multiproc::sys::{self, ChildStatus, Forked};
 
-/// The longest any test waits for a child.
-const DEADLINE: Duration = Duration::from_secs(20);
-
-/// A forked child, killed and reaped if the test fails before joining it.
-struct Child {
-    pid: i32,
-    reaped: bool,
-}
-
-/// Forks; the child runs `body` and exits with its code (101 on panic).
-fn fork_child(body: impl FnOnce() -> i32) -> Child {
-    // SAFETY: the child runs only `body` (test code using this crate's
-    // shared objects) and leaves with _exit.
-    match unsafe { sys::fork() }.expect("fork") {
-        Forked::Child => {
-            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(101);
-            sys::exit_immediately(code)
-        }
-        Forked::Parent(pid) => Child { pid, reaped: false },
-    }
-}
-
-impl Child {
-    /// Waits (at most DEADLINE) and checks the child exited with 0.
-    fn expect_success(mut self) {
-        let pidfd = sys::pidfd_open(self.pid).expect("pidfd_open");
-        let ended = sys::poll_readable(pidfd.as_fd(), Some(DEADLINE)).expect("poll");
-        assert!(ended, "child {} still running after {DEADLINE:?}", self.pid);
-        self.reaped = true;
-        let status = sys::waitpid(self.pid, false).expect("waitpid");
-        assert_eq!(status, Some(ChildStatus::Exited(0)), "child {}", self.pid);
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        if !self.reaped {
-            let _ = sys::kill(self.pid, libc::SIGKILL);
-            let _ = sys::waitpid(self.pid, false);
-        }
-    }
-}
+mod common;
+use common::child::{Child, fork_child};
 
 #[test]
 fn children_see_and_change_the_parents_array() {

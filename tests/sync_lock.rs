@@ -8,14 +8,15 @@
 use std::cell::UnsafeCell;
 use std::io::{Read, Write};
 use std::ops::Deref;
-use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 use multiproc::sync::{LockError, NotOwner, RawCondition, RawLock, RawRLock, WaitError};
-use multiproc::sys::{self, Forked};
+use multiproc::sys::{self};
+
+mod common;
+use common::child::{Child, fork_child};
 
 /// How long any single blocking step may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -49,57 +50,6 @@ impl<T> Drop for Shared<T> {
     fn drop(&mut self) {
         // SAFETY: mapped in `zeroed` with this size; no reference outlives self.
         let _ = unsafe { sys::munmap(self.ptr.cast(), size_of::<T>()) };
-    }
-}
-
-/// A forked child; killed and reaped on drop if not joined.
-struct Child {
-    pid: i32,
-    reaped: bool,
-}
-
-/// Runs `body` in a fork child, which exits with its return value (101 on
-/// a panic).
-fn fork_child(body: impl FnOnce() -> i32) -> Child {
-    // Finish this process's one-time fork-handler registration in *this*
-    // thread before forking: a registration in flight in another test
-    // thread at fork time would be copied half-done and hang the child's
-    // first `current_ids` (reported to the lead; `sys::fork` should do it).
-    sys::current_ids();
-    // SAFETY: the child runs `body` (lock operations, socket I/O, /proc
-    // reads; glibc's malloc is fork-safe) and leaves with _exit.
-    match unsafe { sys::fork() }.expect("fork") {
-        Forked::Child => {
-            let code = catch_unwind(AssertUnwindSafe(body)).unwrap_or(101);
-            sys::exit_immediately(code)
-        }
-        Forked::Parent(pid) => Child { pid, reaped: false },
-    }
-}
-
-impl Child {
-    /// Waits (at most PATIENCE) for the child and returns its exit code
-    /// (negative: killed by that signal).
-    fn join(mut self) -> i32 {
-        let fd = sys::pidfd_open(self.pid).expect("pidfd_open");
-        let exited = sys::poll_readable(fd.as_fd(), Some(PATIENCE)).expect("poll");
-        assert!(exited, "child {} still runs after {PATIENCE:?}", self.pid);
-        let status = sys::waitpid(self.pid, false).expect("waitpid").unwrap();
-        self.reaped = true;
-        status.exitcode()
-    }
-
-    fn kill(&self) {
-        sys::kill(self.pid, libc::SIGKILL).expect("kill");
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        if !self.reaped {
-            let _ = sys::kill(self.pid, libc::SIGKILL);
-            let _ = sys::waitpid(self.pid, false);
-        }
     }
 }
 

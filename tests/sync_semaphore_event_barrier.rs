@@ -7,7 +7,6 @@
 #![cfg(not(loom))]
 
 use std::ffi::{CString, c_char};
-use std::os::fd::AsFd;
 use std::ptr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -16,60 +15,15 @@ use multiproc::Error;
 use multiproc::ffi::*;
 use multiproc::shm::{Backing, SharedMemory};
 use multiproc::sync::{Barrier, BoundedSemaphore, Event, Semaphore};
-use multiproc::sys::{self, ChildStatus, Forked};
+use multiproc::sys::{self, ChildStatus};
+
+mod common;
+use common::child::{Child, fork_child};
 
 /// The longest any test waits for anything.
 const DEADLINE: Duration = Duration::from_secs(20);
 /// What children wait when they expect to be woken by the parent.
 const LONG: Duration = Duration::from_secs(10);
-
-/// A forked child, killed and reaped if the test fails before joining it.
-struct Child {
-    pid: i32,
-    reaped: bool,
-}
-
-/// Forks; the child runs `body` and exits with its code (101 on panic).
-fn fork_child(body: impl FnOnce() -> i32) -> Child {
-    // SAFETY: the child runs only `body` (test code using this crate's
-    // shared objects) and leaves with _exit, never returning into the
-    // test harness.
-    match unsafe { sys::fork() }.expect("fork") {
-        Forked::Child => {
-            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(101);
-            sys::exit_immediately(code)
-        }
-        Forked::Parent(pid) => Child { pid, reaped: false },
-    }
-}
-
-impl Child {
-    /// Waits for the child to end (at most DEADLINE) and returns its status.
-    fn join(mut self) -> ChildStatus {
-        let pidfd = sys::pidfd_open(self.pid).expect("pidfd_open");
-        let ended = sys::poll_readable(pidfd.as_fd(), Some(DEADLINE)).expect("poll");
-        assert!(ended, "child {} still running after {DEADLINE:?}", self.pid);
-        self.reaped = true;
-        sys::waitpid(self.pid, false)
-            .expect("waitpid")
-            .expect("reaped")
-    }
-
-    /// Joins and checks the child exited with 0.
-    fn expect_success(self) {
-        let pid = self.pid;
-        assert_eq!(self.join(), ChildStatus::Exited(0), "child {pid}");
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        if !self.reaped {
-            let _ = sys::kill(self.pid, libc::SIGKILL);
-            let _ = sys::waitpid(self.pid, false);
-        }
-    }
-}
 
 /// Polls `cond` (yielding) until it holds, failing after DEADLINE.
 fn until(what: &str, mut cond: impl FnMut() -> bool) {
@@ -378,7 +332,7 @@ fn a_killed_party_does_not_hang_the_others_past_their_timeouts() {
         barrier.n_waiting() == 1
     });
     sys::kill(victim.pid, libc::SIGKILL).unwrap();
-    assert_eq!(victim.join(), ChildStatus::Signaled(libc::SIGKILL));
+    assert_eq!(victim.wait(), ChildStatus::Signaled(libc::SIGKILL));
     let patient = {
         let barrier = barrier.clone();
         fork_child(move || match barrier.wait_timeout(LONG) {

@@ -13,6 +13,8 @@
 //! binary uses every helper.
 #![allow(dead_code)]
 
+pub mod child;
+
 use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io;
