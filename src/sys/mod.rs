@@ -4,12 +4,15 @@
 //! first doc line, and returns [`std::io::Result`]. Higher layers never call
 //! `libc` or `rustix` for a syscall themselves; they come here.
 
+mod exec;
 mod fd;
 mod futex;
 mod ipc;
 mod mem;
 mod proc;
+mod scm;
 
+pub use exec::{close_range, fcntl_async_signal, fcntl_dupfd_cloexec, fd_is_open, posix_spawn};
 pub use fd::{dup2, fflush_all, pipe};
 pub use futex::{futex_wait, futex_wake};
 pub use ipc::{
@@ -23,3 +26,4 @@ pub use proc::{
     ChildStatus, Forked, current_ids, exit_immediately, fork, getpid, gettid, kill, pidfd_open,
     pidfd_send_signal, poll_readable, process_start_time, set_parent_death_signal, waitpid,
 };
+pub use scm::{MAX_PASSED_FDS, recv_dontwait, recvmsg_fds, sendmsg_fds};
