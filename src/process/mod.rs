@@ -85,13 +85,22 @@
 mod process;
 
 mod children;
+mod context;
+mod current;
 mod exit;
 mod fork;
+mod forkserver;
+mod launch;
+mod lifeline;
 mod reaper;
 mod registry;
+mod spawn;
 
 pub use children::active_children;
+pub use context::{Context, get_context, get_start_method, set_start_method};
+pub use current::{CurrentProcess, ParentProcess, current_process, parent_process};
 pub use exit::IntoExitCode;
+pub use forkserver::server_pid as forkserver_pid;
 pub use process::Process;
 pub use registry::{MAX_ENTRY_NAME, register};
 
@@ -177,9 +186,17 @@ static INIT_RAN: AtomicBool = AtomicBool::new(false);
 
 /// Call first thing in `main`, after registering entry points.
 ///
-/// For now it only records that it ran: `fork` needs no set-up. With the
-/// `spawn` start method (coming) it will run, in a spawned child, the
-/// registered entry point the parent named, and exit.
+/// In the main process it records that it ran (the `spawn` and
+/// `forkserver` start methods require it: they run this program again) and
+/// returns. In a child started by `spawn` it runs the entry point the parent
+/// named, with its argument bytes, and exits with its code: it never
+/// returns there. In the fork server it serves, and never returns either.
+/// The environment variables multiproc uses to tell them apart
+/// (`MULTIPROC_LAUNCH_FD`, `MULTIPROC_FORKSERVER_FD`) are removed first.
+///
+/// A malformed launch payload (e.g. the variable set by hand) is reported
+/// on stderr and ends the process with exit code 1, rather than letting a
+/// would-be child run the parent's `main`.
 ///
 /// ```
 /// multiproc::process::init()?;
@@ -189,7 +206,46 @@ static INIT_RAN: AtomicBool = AtomicBool::new(false);
 pub fn init() -> Result<()> {
     // Relaxed: a flag with no data published behind it.
     INIT_RAN.store(true, Ordering::Relaxed);
+    if let Some(fd) = take_fd_variable(spawn::LAUNCH_ENV) {
+        match launch::LaunchSpec::from_fd(fd) {
+            Ok(spec) => spec.run(),
+            Err(e) => {
+                use std::io::Write;
+                let _ = writeln!(std::io::stderr(), "multiproc::process::init: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    if let Some(fd) = take_fd_variable(spawn::FORKSERVER_ENV) {
+        forkserver::serve(fd);
+    }
     Ok(())
+}
+
+/// Removes the variable `name` and returns the descriptor it names, if it
+/// is set. A value that is not an open descriptor ends the process (exit
+/// code 1, message on stderr): see [`init`].
+fn take_fd_variable(name: &str) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let value = std::env::var_os(name)?;
+    // SAFETY: `init` is documented to run first thing in `main`, before the
+    // program starts threads, so nothing reads the environment concurrently.
+    unsafe { std::env::remove_var(name) };
+    let fd = value
+        .to_str()
+        .and_then(|v| v.parse::<i32>().ok())
+        .filter(|fd| *fd > 2 && crate::sys::fd_is_open(*fd));
+    let Some(fd) = fd else {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "multiproc::process::init: {name}={value:?} is not an open descriptor"
+        );
+        std::process::exit(1);
+    };
+    // SAFETY: the descriptor was passed to this process for multiproc
+    // alone (its number in a variable only multiproc sets), and it is open.
+    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
 
 /// Whether [`init`] (or C's `mp_init`) ran in this process.

@@ -3,7 +3,8 @@
 //! that a pid is reaped once and never signalled after it was reaped.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, IntoRawFd, OwnedFd};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,17 @@ enum ChildState {
     Lost,
 }
 
+/// Who reaps the child and hands over its exit status.
+#[derive(Debug)]
+enum Reaper {
+    /// It is our own child: `waitpid` (fork and spawn).
+    Waitpid,
+    /// The forkserver forked it and reaps it; the server sends its exit code
+    /// (an `i32`, little-endian) on this socket, which also becomes
+    /// readable (end of file) if the server died first.
+    Server(OwnedFd),
+}
+
 /// A child started by this process.
 ///
 /// Shared (`Arc`) by its `Process` and the table of unreaped children, so a
@@ -41,6 +53,12 @@ pub(crate) struct ChildCell {
     /// Readable once the child ended; or the errno of `pidfd_open` (ENOSYS
     /// before Linux 5.3), in which case waiting polls `waitpid` instead.
     pidfd: std::result::Result<OwnedFd, i32>,
+    /// How its exit status reaches us.
+    reaper: Reaper,
+    /// The write end of a daemon child's lifeline (see `lifeline`), or -1.
+    /// Owned by the cell: closed once the child was reaped, when the cell
+    /// drops, or in a fork child that inherited it (`close_lifeline`).
+    lifeline: AtomicI32,
     /// Reaping and signalling happen under this lock, so a signal can never
     /// reach a pid after we reaped it.
     state: Mutex<ChildState>,
@@ -59,7 +77,43 @@ impl ChildCell {
             pid,
             parent: sys::current_ids().0,
             pidfd,
+            reaper: Reaper::Waitpid,
+            lifeline: AtomicI32::new(-1),
             state: Mutex::new(ChildState::Running),
+        }
+    }
+
+    /// The cell of a child the forkserver forked for us: `pidfd` came from
+    /// the server, the exit code will come on `status`.
+    pub(crate) fn served(pid: i32, pidfd: OwnedFd, status: OwnedFd) -> ChildCell {
+        ChildCell {
+            pid,
+            parent: sys::current_ids().0,
+            pidfd: Ok(pidfd),
+            reaper: Reaper::Server(status),
+            lifeline: AtomicI32::new(-1),
+            state: Mutex::new(ChildState::Running),
+        }
+    }
+
+    /// Gives the cell the write end of the child's daemon lifeline.
+    pub(crate) fn with_lifeline(self, write_end: OwnedFd) -> ChildCell {
+        // Relaxed: the cell is not shared yet.
+        self.lifeline
+            .store(write_end.into_raw_fd(), Ordering::Relaxed);
+        self
+    }
+
+    /// Closes the lifeline's write end if the cell has one. Async-signal-
+    /// safe (one atomic swap, one close): it also runs in fork children.
+    pub(crate) fn close_lifeline(&self) {
+        // Relaxed: the swap alone decides who closes it (exactly one caller
+        // gets the number); no other memory is published with it.
+        let fd = self.lifeline.swap(-1, Ordering::Relaxed);
+        if fd >= 0 {
+            // SAFETY: the cell owned this descriptor, and the swap took it
+            // out so nobody else closes it.
+            drop(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
         }
     }
 
@@ -110,21 +164,46 @@ impl ChildCell {
             ChildState::Lost => return Err(self.lost()),
             ChildState::Running => {}
         }
-        match sys::waitpid(self.pid, true) {
-            Ok(None) => Ok(None),
-            Ok(Some(status)) => {
-                *state = ChildState::Ended(status.exitcode());
-                Ok(Some(status.exitcode()))
+        let ended = match &self.reaper {
+            Reaper::Waitpid => match sys::waitpid(self.pid, true) {
+                Ok(None) => return Ok(None),
+                Ok(Some(status)) => status.exitcode(),
+                Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
+                    *state = ChildState::Lost;
+                    return Err(self.lost());
+                }
+                Err(e) => return Err(Error::os(format!("waitpid({})", self.pid), e)),
+            },
+            Reaper::Server(status) => {
+                let mut code = [0u8; 4];
+                match sys::recv_dontwait(status.as_fd(), &mut code) {
+                    Ok(4) => i32::from_le_bytes(code),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                    Ok(_) => {
+                        *state = ChildState::Lost;
+                        return Err(self.lost());
+                    }
+                    Err(e) => {
+                        return Err(Error::os(format!("exit status of {}", self.pid), e));
+                    }
+                }
             }
-            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
-                *state = ChildState::Lost;
-                Err(self.lost())
-            }
-            Err(e) => Err(Error::os(format!("waitpid({})", self.pid), e)),
-        }
+        };
+        *state = ChildState::Ended(ended);
+        self.close_lifeline();
+        Ok(Some(ended))
     }
 
     fn lost(&self) -> Error {
+        if let Reaper::Server(_) = self.reaper {
+            return Error::os(
+                format!(
+                    "the forkserver ended before it reported the exit of {}; its exit code is lost",
+                    self.pid
+                ),
+                io::Error::from_raw_os_error(libc::ECHILD),
+            );
+        }
         Error::os(
             format!(
                 "waitpid({}): the child was reaped outside multiproc (SIGCHLD set to \
@@ -161,9 +240,14 @@ impl ChildCell {
                     _ => return Err(Error::Timeout),
                 },
             };
-            match &self.pidfd {
+            let ready_fd = match (&self.reaper, &self.pidfd) {
+                (Reaper::Server(status), _) => Ok(status.as_fd()),
+                (Reaper::Waitpid, Ok(fd)) => Ok(fd.as_fd()),
+                (Reaper::Waitpid, Err(e)) => Err(e),
+            };
+            match ready_fd {
                 Ok(fd) => {
-                    saw_readable = sys::poll_readable(fd.as_fd(), left)
+                    saw_readable = sys::poll_readable(fd, left)
                         .map_err(|e| Error::os(format!("poll(pidfd of {})", self.pid), e))?;
                 }
                 Err(_) => {
@@ -195,6 +279,12 @@ impl ChildCell {
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
             Err(e) => Err(Error::os(format!("signal {sig} to {}", self.pid), e)),
         }
+    }
+}
+
+impl Drop for ChildCell {
+    fn drop(&mut self) {
+        self.close_lifeline();
     }
 }
 

@@ -112,6 +112,28 @@ pub fn fd_is_open(fd: i32) -> bool {
     fd >= 0 && unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1
 }
 
+/// `poll(fds, POLLIN, timeout)`: which of `fds` are readable (or hung up)
+/// after waiting at most `timeout` (`None`: no limit) for one to be.
+/// Retries on `EINTR` (with the full timeout again).
+pub fn poll_readable_many(
+    fds: &[BorrowedFd<'_>],
+    timeout: Option<std::time::Duration>,
+) -> io::Result<Vec<bool>> {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let ts = timeout.map(|d| Timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: d.subsec_nanos().into(),
+    });
+    let mut polled: Vec<PollFd<'_>> = fds.iter().map(|fd| PollFd::new(fd, PollFlags::IN)).collect();
+    loop {
+        match rustix::event::poll(&mut polled, ts.as_ref()) {
+            Ok(_) => return Ok(polled.iter().map(|p| !p.revents().is_empty()).collect()),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// `close_range(first, last, 0)`: closes every descriptor numbered `first`
 /// to `last`. Falls back to `close(2)` one by one (up to the descriptor
 /// limit) on kernels without it (before 5.9).

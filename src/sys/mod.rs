@@ -12,7 +12,10 @@ mod mem;
 mod proc;
 mod scm;
 
-pub use exec::{close_range, fcntl_async_signal, fcntl_dupfd_cloexec, fd_is_open, posix_spawn};
+pub use exec::{
+    close_range, fcntl_async_signal, fcntl_dupfd_cloexec, fd_is_open, poll_readable_many,
+    posix_spawn,
+};
 pub use fd::{dup2, fflush_all, pipe};
 pub use futex::{futex_wait, futex_wake};
 pub use ipc::{
@@ -23,7 +26,7 @@ pub use mem::{
     page_size, set_cloexec, shm_open, shm_unlink,
 };
 pub use proc::{
-    ChildStatus, Forked, current_ids, exit_immediately, fork, getpid, gettid, kill, pidfd_open,
+    ChildStatus, Forked, current_ids, exit_immediately, fork, getpid, getppid, gettid, kill, pidfd_open,
     pidfd_send_signal, poll_readable, process_start_time, set_parent_death_signal, waitpid,
 };
 pub use scm::{MAX_PASSED_FDS, recv_dontwait, recvmsg_fds, sendmsg_fds};

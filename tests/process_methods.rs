@@ -1,0 +1,433 @@
+//! One conformance suite of process tests, run against each start method:
+//! fork, spawn and forkserver.
+//!
+//! `harness = false`: spawn runs this executable again, so `main` must
+//! register the entry points and call `process::init()` first, which a
+//! libtest harness would not let us do. Tests run one after another in
+//! this one thread. Children that must wait block on a futex word in a
+//! shared memfd block (the "gate"), never on time; every wait has a
+//! deadline. Run one test with `cargo test --test process_methods -- NAME`.
+
+use std::os::fd::{AsFd, AsRawFd};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use multiproc::Error;
+use multiproc::process::{self, Process, StartMethod, active_children};
+use multiproc::shm::{Backing, Handle, SharedMemory};
+use multiproc::sys;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+// ---- entry points (run in the children) ----
+
+fn exit_with(arg: &[u8]) -> i32 {
+    arg.first().copied().unwrap_or(0).into()
+}
+
+/// `arg` is a handle text of a gate: waits until word 0 is non-zero, exits
+/// with it. Word 1 counts arrivals (so the parent knows it waits).
+fn wait_at_gate(arg: &[u8]) -> i32 {
+    let gate = match open(arg) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("wait_at_gate: {e}");
+            return 100;
+        }
+    };
+    let words = gate.as_atomic_u32();
+    words[1].fetch_add(1, Ordering::SeqCst);
+    let _ = sys::futex_wake(&words[1], u32::MAX);
+    loop {
+        let v = words[0].load(Ordering::SeqCst);
+        if v != 0 {
+            return v as i32;
+        }
+        let _ = sys::futex_wait(&words[0], 0, None);
+    }
+}
+
+fn panics(_: &[u8]) -> i32 {
+    panic!("boom from the child")
+}
+
+/// Writes its identity into the block named by `arg`: word 0 pid, word 1
+/// parent pid, word 2 1 if the parent is alive, word 3 1 if the name is
+/// "named-child", word 4 1 if daemon.
+fn report_identity(arg: &[u8]) -> i32 {
+    let Ok(mem) = open(arg) else { return 100 };
+    let w = mem.as_atomic_u32();
+    let me = process::current_process();
+    let parent = process::parent_process();
+    w[0].store(me.pid() as u32, Ordering::SeqCst);
+    w[1].store(parent.as_ref().map_or(0, |p| p.pid()) as u32, Ordering::SeqCst);
+    w[2].store(parent.is_some_and(|p| p.is_alive()).into(), Ordering::SeqCst);
+    w[3].store((me.name() == "named-child").into(), Ordering::SeqCst);
+    w[4].store(me.is_daemon().into(), Ordering::SeqCst);
+    0
+}
+
+/// Opens the handle in `arg`; exit code 3 with the error kind if it does
+/// not resolve.
+fn open_handle(arg: &[u8]) -> i32 {
+    match open(arg) {
+        Ok(mem) => {
+            mem.as_atomic_u32()[0].store(42, Ordering::SeqCst);
+            0
+        }
+        Err(Error::NotFound(_)) => 3,
+        Err(Error::Invalid(_)) => 4,
+        Err(_) => 5,
+    }
+}
+
+/// Starts a daemon child by the method in arg[0] that waits at the gate in
+/// arg[1..], stores its pid in the gate's word 2, then waits forever there
+/// itself (the test kills it).
+fn start_daemon_then_wait(arg: &[u8]) -> i32 {
+    let method = [StartMethod::Fork, StartMethod::Spawn, StartMethod::ForkServer][arg[0] as usize];
+    let Ok(gate) = open(&arg[1..]) else { return 100 };
+    let daemon = Process::from_entry("wait_at_gate", arg[1..].to_vec())
+        .unwrap()
+        .start_method(method)
+        .daemon(true);
+    if daemon.start().is_err() {
+        return 101;
+    }
+    let words = gate.as_atomic_u32();
+    words[2].store(daemon.pid().unwrap() as u32, Ordering::SeqCst);
+    let _ = sys::futex_wake(&words[2], u32::MAX);
+    std::mem::forget(daemon);
+    loop {
+        let _ = sys::futex_wait(&words[3], 0, None);
+    }
+}
+
+fn open(arg: &[u8]) -> multiproc::Result<SharedMemory> {
+    let text = std::str::from_utf8(arg).map_err(|_| Error::Invalid("not UTF-8".into()))?;
+    SharedMemory::open(&text.parse::<Handle>()?)
+}
+
+// ---- helpers ----
+
+fn gate() -> SharedMemory {
+    SharedMemory::new(64, Backing::Memfd).expect("gate")
+}
+
+fn handle_of(mem: &SharedMemory) -> Vec<u8> {
+    mem.handle().to_string().into_bytes()
+}
+
+fn open_gate(gate: &SharedMemory, code: u32) {
+    let w = &gate.as_atomic_u32()[0];
+    w.store(code, Ordering::SeqCst);
+    sys::futex_wake(w, u32::MAX).unwrap();
+}
+
+/// Waits until word `i` of `mem` is at least `n`.
+fn wait_word(mem: &SharedMemory, i: usize, n: u32) -> u32 {
+    let word: &AtomicU32 = &mem.as_atomic_u32()[i];
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let v = word.load(Ordering::SeqCst);
+        if v >= n {
+            return v;
+        }
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .unwrap_or_else(|| panic!("word {i} stayed {v}, expected {n}"));
+        let _ = sys::futex_wait(word, v, Some(left));
+    }
+}
+
+fn entry(method: StartMethod, name: &str, arg: Vec<u8>) -> Process {
+    Process::from_entry(name, arg).unwrap().start_method(method)
+}
+
+fn join(p: &Process) -> i32 {
+    p.join(Some(DEADLINE))
+        .unwrap_or_else(|e| panic!("join of {} failed: {e}", p.name()))
+}
+
+/// `Some(state)` if `pid` exists; fails on a zombie.
+fn assert_no_zombie(pid: i32) {
+    if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        let state = text[text.rfind(')').unwrap() + 2..].chars().next().unwrap();
+        assert_ne!(state, 'Z', "process {pid} is a zombie");
+        panic!("process {pid} still exists in state {state} after join");
+    }
+}
+
+/// Waits (pidfd) until `pid` has ended, whoever its parent.
+fn wait_gone(pid: i32) {
+    match sys::pidfd_open(pid) {
+        Ok(fd) => assert!(
+            sys::poll_readable(fd.as_fd(), Some(DEADLINE)).unwrap(),
+            "process {pid} still runs"
+        ),
+        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::ESRCH)),
+    }
+}
+
+/// Runs `f` with this process's stderr going into a pipe; returns what was
+/// written there.
+fn capture_stderr(f: impl FnOnce()) -> String {
+    let (r, w) = sys::pipe().unwrap();
+    let saved = sys::fcntl_dupfd_cloexec(std::io::stderr().as_fd(), 10).unwrap();
+    sys::dup2(w.as_fd(), 2).unwrap();
+    drop(w);
+    f();
+    sys::dup2(saved.as_fd(), 2).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while sys::poll_readable(r.as_fd(), Some(Duration::ZERO)).unwrap() {
+        match sys::recv(r.as_fd(), &mut buf) {
+            Ok(0) | Err(_) => match std::io::Read::read(&mut std::fs::File::from(r.try_clone().unwrap()), &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            },
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+// ---- the suite ----
+
+fn exit_codes(m: StartMethod) {
+    for code in [0u8, 1, 7, 255] {
+        let p = entry(m, "exit_with", vec![code]);
+        p.start().unwrap();
+        assert_eq!(join(&p), code as i32);
+        assert_eq!(p.exitcode(), Some(code as i32));
+        assert!(!p.is_alive());
+        assert_no_zombie(p.pid().unwrap());
+    }
+}
+
+fn join_timeout_then_release(m: StartMethod) {
+    let g = gate();
+    let p = entry(m, "wait_at_gate", handle_of(&g));
+    p.start().unwrap();
+    wait_word(&g, 1, 1);
+    assert!(p.is_alive());
+    assert_eq!(p.exitcode(), None);
+    assert!(matches!(p.join(Some(Duration::ZERO)), Err(Error::Timeout)));
+    assert!(matches!(p.join(Some(Duration::from_millis(20))), Err(Error::Timeout)));
+    assert!(active_children().contains(&p.pid().unwrap()));
+    open_gate(&g, 9);
+    assert_eq!(join(&p), 9);
+    assert!(!active_children().contains(&p.pid().unwrap()));
+    assert_no_zombie(p.pid().unwrap());
+}
+
+fn terminate_and_kill(m: StartMethod) {
+    for (sig, code) in [(libc::SIGTERM, -15), (libc::SIGKILL, -9)] {
+        let g = gate();
+        let p = entry(m, "wait_at_gate", handle_of(&g));
+        p.start().unwrap();
+        wait_word(&g, 1, 1);
+        if sig == libc::SIGTERM {
+            p.terminate().unwrap();
+        } else {
+            p.kill().unwrap();
+        }
+        assert_eq!(join(&p), code);
+        // Reaped: signalling again is a no-op.
+        p.kill().unwrap();
+        assert_no_zombie(p.pid().unwrap());
+    }
+}
+
+fn sentinel_becomes_readable(m: StartMethod) {
+    let g = gate();
+    let p = entry(m, "wait_at_gate", handle_of(&g));
+    p.start().unwrap();
+    wait_word(&g, 1, 1);
+    let s = p.sentinel().unwrap();
+    assert!(!sys::poll_readable(s, Some(Duration::ZERO)).unwrap());
+    open_gate(&g, 1);
+    assert!(sys::poll_readable(p.sentinel().unwrap(), Some(DEADLINE)).unwrap());
+    assert_eq!(join(&p), 1);
+}
+
+fn panic_exits_with_one_and_a_message(m: StartMethod) {
+    let p = entry(m, "panics", Vec::new());
+    let text = capture_stderr(|| {
+        p.start().unwrap();
+        assert_eq!(join(&p), 1);
+    });
+    assert!(text.contains("boom from the child"), "stderr was {text:?}");
+    assert!(text.contains(p.name()), "stderr was {text:?}");
+}
+
+fn shared_memory_reaches_the_child(m: StartMethod) {
+    let mem = SharedMemory::new(64, Backing::Memfd).unwrap();
+    let p = entry(m, "open_handle", handle_of(&mem));
+    p.start().unwrap();
+    assert_eq!(join(&p), 0);
+    assert_eq!(mem.as_atomic_u32()[0].load(Ordering::SeqCst), 42);
+    // A named segment too.
+    let named = SharedMemory::new(64, Backing::Named).unwrap();
+    let p = entry(m, "open_handle", handle_of(&named));
+    p.start().unwrap();
+    assert_eq!(join(&p), 0);
+    assert_eq!(named.as_atomic_u32()[0].load(Ordering::SeqCst), 42);
+}
+
+fn bad_handle_is_an_error_in_the_child(m: StartMethod) {
+    // A descriptor number nobody passed: not found in the child.
+    let p = entry(m, "open_handle", b"mp1:memfd:999:00000000000000aa:64:bytes".to_vec());
+    p.start().unwrap();
+    assert_eq!(join(&p), 3);
+    let p = entry(m, "open_handle", b"not a handle".to_vec());
+    p.start().unwrap();
+    assert_eq!(join(&p), 4);
+}
+
+fn identity_in_the_child(m: StartMethod) {
+    let mem = SharedMemory::new(64, Backing::Memfd).unwrap();
+    let p = entry(m, "report_identity", handle_of(&mem)).with_name("named-child");
+    p.start().unwrap();
+    assert_eq!(join(&p), 0);
+    let w = mem.as_atomic_u32();
+    assert_eq!(w[0].load(Ordering::SeqCst) as i32, p.pid().unwrap());
+    assert_eq!(w[1].load(Ordering::SeqCst) as i32, sys::getpid());
+    assert_eq!(w[2].load(Ordering::SeqCst), 1, "parent alive");
+    assert_eq!(w[3].load(Ordering::SeqCst), 1, "name");
+    assert_eq!(w[4].load(Ordering::SeqCst), 0, "daemon");
+}
+
+fn bad_input_is_refused(m: StartMethod) {
+    let err = Process::from_entry("never-registered", Vec::new()).unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err}");
+    let p = entry(m, "exit_with", vec![0]);
+    assert!(matches!(p.join(None), Err(Error::State(_))));
+    assert!(matches!(p.kill(), Err(Error::State(_))));
+    p.start().unwrap();
+    assert!(matches!(p.start(), Err(Error::State(_))));
+    assert_eq!(join(&p), 0);
+    if m != StartMethod::Fork {
+        let closure = Process::new(|| 0).start_method(m);
+        assert!(matches!(closure.start(), Err(Error::Invalid(_))));
+    }
+}
+
+fn close_releases(m: StartMethod) {
+    let g = gate();
+    let mut p = entry(m, "wait_at_gate", handle_of(&g));
+    p.start().unwrap();
+    assert!(matches!(p.close(), Err(Error::State(_))));
+    open_gate(&g, 2);
+    assert_eq!(join(&p), 2);
+    p.close().unwrap();
+    p.close().unwrap();
+    assert!(matches!(p.join(None), Err(Error::State(_))));
+}
+
+fn dropped_daemon_is_killed_and_reaped(m: StartMethod) {
+    let g = gate();
+    let p = entry(m, "wait_at_gate", handle_of(&g)).daemon(true);
+    p.start().unwrap();
+    wait_word(&g, 1, 1);
+    let pid = p.pid().unwrap();
+    drop(p);
+    wait_gone(pid);
+    assert_no_zombie(pid);
+}
+
+fn daemon_dies_with_a_killed_parent(m: StartMethod) {
+    let g = gate();
+    let index = [StartMethod::Fork, StartMethod::Spawn, StartMethod::ForkServer]
+        .iter()
+        .position(|x| *x == m)
+        .unwrap() as u8;
+    let mut arg = vec![index];
+    arg.extend(handle_of(&g));
+    // The middle process is started by fork (it only needs to die).
+    let middle = entry(StartMethod::Fork, "start_daemon_then_wait", arg);
+    middle.start().unwrap();
+    let daemon = wait_word(&g, 2, 1) as i32;
+    wait_word(&g, 1, 1);
+    middle.kill().unwrap();
+    assert_eq!(join(&middle), -9);
+    wait_gone(daemon);
+}
+
+fn orphans_are_reaped(m: StartMethod) {
+    let g = gate();
+    let p = entry(m, "wait_at_gate", handle_of(&g));
+    p.start().unwrap();
+    let pid = p.pid().unwrap();
+    drop(p); // not a daemon: keeps running
+    assert!(active_children().contains(&pid));
+    open_gate(&g, 1);
+    wait_gone(pid);
+    let deadline = Instant::now() + DEADLINE;
+    while active_children().contains(&pid) {
+        assert!(Instant::now() < deadline, "orphan {pid} never reaped");
+        std::thread::yield_now();
+    }
+    assert_no_zombie(pid);
+}
+
+type Test = fn(StartMethod);
+
+const TESTS: &[(&str, Test)] = &[
+    ("exit_codes", exit_codes),
+    ("join_timeout_then_release", join_timeout_then_release),
+    ("terminate_and_kill", terminate_and_kill),
+    ("sentinel_becomes_readable", sentinel_becomes_readable),
+    ("panic_exits_with_one_and_a_message", panic_exits_with_one_and_a_message),
+    ("shared_memory_reaches_the_child", shared_memory_reaches_the_child),
+    ("bad_handle_is_an_error_in_the_child", bad_handle_is_an_error_in_the_child),
+    ("identity_in_the_child", identity_in_the_child),
+    ("bad_input_is_refused", bad_input_is_refused),
+    ("close_releases", close_releases),
+    ("dropped_daemon_is_killed_and_reaped", dropped_daemon_is_killed_and_reaped),
+    ("daemon_dies_with_a_killed_parent", daemon_dies_with_a_killed_parent),
+    ("orphans_are_reaped", orphans_are_reaped),
+];
+
+fn main() {
+    for (name, f) in [
+        ("exit_with", exit_with as fn(&[u8]) -> i32),
+        ("wait_at_gate", wait_at_gate),
+        ("panics", panics),
+        ("report_identity", report_identity),
+        ("open_handle", open_handle),
+        ("start_daemon_then_wait", start_daemon_then_wait),
+    ] {
+        process::register(name, f).unwrap();
+    }
+    process::init().unwrap();
+
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let mut failed = Vec::new();
+    let mut ran = 0;
+    for method in [StartMethod::Fork, StartMethod::Spawn, StartMethod::ForkServer] {
+        for (name, test) in TESTS {
+            let full = format!("{method}::{name}");
+            if !filter.is_empty() && !filter.iter().any(|f| full.contains(f.as_str())) {
+                continue;
+            }
+            ran += 1;
+            let outcome = catch_unwind(AssertUnwindSafe(|| test(method)));
+            println!("test {full} ... {}", if outcome.is_ok() { "ok" } else { "FAILED" });
+            if outcome.is_err() {
+                failed.push(full);
+            }
+        }
+    }
+    // The fork server (if one was started) must not be reported as a child.
+    if let Some(server) = process::forkserver_pid() {
+        assert!(!active_children().contains(&server));
+    }
+    println!("\n{ran} tests, {} failed", failed.len());
+    if !failed.is_empty() {
+        println!("failed: {failed:?}");
+        std::process::exit(1);
+    }
+    let _ = std::io::stdout().as_fd().as_raw_fd();
+}
