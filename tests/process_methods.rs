@@ -61,8 +61,14 @@ fn report_identity(arg: &[u8]) -> i32 {
     let me = process::current_process();
     let parent = process::parent_process();
     w[0].store(me.pid() as u32, Ordering::SeqCst);
-    w[1].store(parent.as_ref().map_or(0, |p| p.pid()) as u32, Ordering::SeqCst);
-    w[2].store(parent.is_some_and(|p| p.is_alive()).into(), Ordering::SeqCst);
+    w[1].store(
+        parent.as_ref().map_or(0, |p| p.pid()) as u32,
+        Ordering::SeqCst,
+    );
+    w[2].store(
+        parent.is_some_and(|p| p.is_alive()).into(),
+        Ordering::SeqCst,
+    );
     w[3].store((me.name() == "named-child").into(), Ordering::SeqCst);
     w[4].store(me.is_daemon().into(), Ordering::SeqCst);
     0
@@ -86,8 +92,14 @@ fn open_handle(arg: &[u8]) -> i32 {
 /// arg[1..], stores its pid in the gate's word 2, then waits forever there
 /// itself (the test kills it).
 fn start_daemon_then_wait(arg: &[u8]) -> i32 {
-    let method = [StartMethod::Fork, StartMethod::Spawn, StartMethod::ForkServer][arg[0] as usize];
-    let Ok(gate) = open(&arg[1..]) else { return 100 };
+    let method = [
+        StartMethod::Fork,
+        StartMethod::Spawn,
+        StartMethod::ForkServer,
+    ][arg[0] as usize];
+    let Ok(gate) = open(&arg[1..]) else {
+        return 100;
+    };
     let daemon = Process::from_entry("wait_at_gate", arg[1..].to_vec())
         .unwrap()
         .start_method(method)
@@ -183,7 +195,10 @@ fn capture_stderr(f: impl FnOnce()) -> String {
     let mut buf = [0u8; 4096];
     while sys::poll_readable(r.as_fd(), Some(Duration::ZERO)).unwrap() {
         match sys::recv(r.as_fd(), &mut buf) {
-            Ok(0) | Err(_) => match std::io::Read::read(&mut std::fs::File::from(r.try_clone().unwrap()), &mut buf) {
+            Ok(0) | Err(_) => match std::io::Read::read(
+                &mut std::fs::File::from(r.try_clone().unwrap()),
+                &mut buf,
+            ) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => out.extend_from_slice(&buf[..n]),
             },
@@ -214,7 +229,10 @@ fn join_timeout_then_release(m: StartMethod) {
     assert!(p.is_alive());
     assert_eq!(p.exitcode(), None);
     assert!(matches!(p.join(Some(Duration::ZERO)), Err(Error::Timeout)));
-    assert!(matches!(p.join(Some(Duration::from_millis(20))), Err(Error::Timeout)));
+    assert!(matches!(
+        p.join(Some(Duration::from_millis(20))),
+        Err(Error::Timeout)
+    ));
     assert!(active_children().contains(&p.pid().unwrap()));
     open_gate(&g, 9);
     assert_eq!(join(&p), 9);
@@ -278,7 +296,11 @@ fn shared_memory_reaches_the_child(m: StartMethod) {
 
 fn bad_handle_is_an_error_in_the_child(m: StartMethod) {
     // A descriptor number nobody passed: not found in the child.
-    let p = entry(m, "open_handle", b"mp1:memfd:999:00000000000000aa:64:bytes".to_vec());
+    let p = entry(
+        m,
+        "open_handle",
+        b"mp1:memfd:999:00000000000000aa:64:bytes".to_vec(),
+    );
     p.start().unwrap();
     assert_eq!(join(&p), 3);
     let p = entry(m, "open_handle", b"not a handle".to_vec());
@@ -339,10 +361,14 @@ fn dropped_daemon_is_killed_and_reaped(m: StartMethod) {
 
 fn daemon_dies_with_a_killed_parent(m: StartMethod) {
     let g = gate();
-    let index = [StartMethod::Fork, StartMethod::Spawn, StartMethod::ForkServer]
-        .iter()
-        .position(|x| *x == m)
-        .unwrap() as u8;
+    let index = [
+        StartMethod::Fork,
+        StartMethod::Spawn,
+        StartMethod::ForkServer,
+    ]
+    .iter()
+    .position(|x| *x == m)
+    .unwrap() as u8;
     let mut arg = vec![index];
     arg.extend(handle_of(&g));
     // The middle process is started by fork (it only needs to die).
@@ -379,14 +405,29 @@ const TESTS: &[(&str, Test)] = &[
     ("join_timeout_then_release", join_timeout_then_release),
     ("terminate_and_kill", terminate_and_kill),
     ("sentinel_becomes_readable", sentinel_becomes_readable),
-    ("panic_exits_with_one_and_a_message", panic_exits_with_one_and_a_message),
-    ("shared_memory_reaches_the_child", shared_memory_reaches_the_child),
-    ("bad_handle_is_an_error_in_the_child", bad_handle_is_an_error_in_the_child),
+    (
+        "panic_exits_with_one_and_a_message",
+        panic_exits_with_one_and_a_message,
+    ),
+    (
+        "shared_memory_reaches_the_child",
+        shared_memory_reaches_the_child,
+    ),
+    (
+        "bad_handle_is_an_error_in_the_child",
+        bad_handle_is_an_error_in_the_child,
+    ),
     ("identity_in_the_child", identity_in_the_child),
     ("bad_input_is_refused", bad_input_is_refused),
     ("close_releases", close_releases),
-    ("dropped_daemon_is_killed_and_reaped", dropped_daemon_is_killed_and_reaped),
-    ("daemon_dies_with_a_killed_parent", daemon_dies_with_a_killed_parent),
+    (
+        "dropped_daemon_is_killed_and_reaped",
+        dropped_daemon_is_killed_and_reaped,
+    ),
+    (
+        "daemon_dies_with_a_killed_parent",
+        daemon_dies_with_a_killed_parent,
+    ),
     ("orphans_are_reaped", orphans_are_reaped),
 ];
 
@@ -403,10 +444,17 @@ fn main() {
     }
     process::init().unwrap();
 
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let mut failed = Vec::new();
     let mut ran = 0;
-    for method in [StartMethod::Fork, StartMethod::Spawn, StartMethod::ForkServer] {
+    for method in [
+        StartMethod::Fork,
+        StartMethod::Spawn,
+        StartMethod::ForkServer,
+    ] {
         for (name, test) in TESTS {
             let full = format!("{method}::{name}");
             if !filter.is_empty() && !filter.iter().any(|f| full.contains(f.as_str())) {
@@ -414,7 +462,10 @@ fn main() {
             }
             ran += 1;
             let outcome = catch_unwind(AssertUnwindSafe(|| test(method)));
-            println!("test {full} ... {}", if outcome.is_ok() { "ok" } else { "FAILED" });
+            println!(
+                "test {full} ... {}",
+                if outcome.is_ok() { "ok" } else { "FAILED" }
+            );
             if outcome.is_err() {
                 failed.push(full);
             }

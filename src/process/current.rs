@@ -105,10 +105,12 @@ impl ParentProcess {
     /// children, whose real parent is the server, hold a pidfd of it.
     pub fn is_alive(&self) -> bool {
         match self.pidfd {
-            // SAFETY: the pidfd was passed to this process at start and is
-            // kept open for its whole life (never closed).
-            Some(fd) => !sys::poll_readable(unsafe { BorrowedFd::borrow_raw(fd) }, Some(Duration::ZERO))
-                .unwrap_or(true),
+            Some(fd) => {
+                // SAFETY: the pidfd was passed to this process at start and
+                // is kept open for its whole life (never closed).
+                let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+                !sys::poll_readable(fd, Some(Duration::ZERO)).unwrap_or(true)
+            }
             None => sys::getppid() == self.pid,
         }
     }

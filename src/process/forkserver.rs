@@ -36,15 +36,15 @@
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use super::StartMethod;
 use super::children;
 use super::launch::{Launch, LaunchSpec, Work};
 use super::lifeline;
 use super::reaper::ChildCell;
 use super::spawn::{self, FORKSERVER_ENV};
-use super::StartMethod;
 use crate::error::{Error, Result};
-use crate::sys::{self, Forked};
 use crate::shm;
+use crate::sys::{self, Forked};
 
 const REQUEST_MAGIC: &[u8] = b"MPFORK1";
 const REPLY_OK: &[u8] = b"MPOK";
@@ -130,6 +130,7 @@ pub(crate) fn start(
 }
 
 fn start_child(work: &Work, launch: Launch<'_>) -> Result<Arc<ChildCell>> {
+    launch.check_work(work, StartMethod::ForkServer)?;
     spawn::require_init(StartMethod::ForkServer)?;
     let lifeline = launch.daemon.then(lifeline::new).transpose()?;
     let lifeline_fd = lifeline.as_ref().map_or(-1, |(_, r)| r.as_raw_fd());
@@ -189,7 +190,11 @@ fn start_child(work: &Work, launch: Launch<'_>) -> Result<Arc<ChildCell>> {
                 std::io::Error::from_raw_os_error(libc::EPIPE),
             ));
         }
-        _ => return Err(Error::Internal("malformed reply from the forkserver".into())),
+        _ => {
+            return Err(Error::Internal(
+                "malformed reply from the forkserver".into(),
+            ));
+        }
     }
     let pidfd = got.remove(0);
     let mut cell = ChildCell::served(value, pidfd, status);
@@ -228,7 +233,9 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
         };
         drop(watched);
         if control.is_some() && ready[children.len()] {
-            let open = control.as_ref().is_some_and(|c| serve_request(c.as_fd(), &mut children));
+            let open = control
+                .as_ref()
+                .is_some_and(|c| serve_request(c.as_fd(), &mut children));
             if !open {
                 control = None;
             }
@@ -243,7 +250,8 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
             match sys::waitpid(child.pid, true) {
                 Ok(Some(status)) => {
                     // A parent that is gone or dropped its end: nobody to tell.
-                    let _ = sys::send_nosignal(child.status.as_fd(), &status.exitcode().to_le_bytes());
+                    let _ =
+                        sys::send_nosignal(child.status.as_fd(), &status.exitcode().to_le_bytes());
                     false
                 }
                 Ok(None) => true,

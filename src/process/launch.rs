@@ -59,6 +59,18 @@ pub(crate) struct Launch<'a> {
 }
 
 impl Launch<'_> {
+    /// [`Error::Invalid`] for a closure, which only a fork child can run.
+    pub(crate) fn check_work(&self, work: &Work, method: StartMethod) -> Result<()> {
+        match work {
+            Work::Entry { .. } => Ok(()),
+            Work::Closure(_) => Err(Error::Invalid(format!(
+                "process {}: a closure can only run in a fork child; with the {method} start \
+                 method use Process::from_entry with a registered entry point",
+                self.name
+            ))),
+        }
+    }
+
     /// The payload for a spawn or forkserver child that runs `work`, or
     /// [`Error::Invalid`] for a closure, which a fresh program cannot run.
     pub(crate) fn spec(
@@ -68,12 +80,9 @@ impl Launch<'_> {
         lifeline_fd: i32,
         parent_pidfd: i32,
     ) -> Result<LaunchSpec> {
+        self.check_work(work, method)?;
         let Work::Entry { name, arg, .. } = work else {
-            return Err(Error::Invalid(format!(
-                "process {}: a closure can only run in a fork child; with the {method} start \
-                 method use Process::from_entry with a registered entry point",
-                self.name
-            )));
+            unreachable!("checked above")
         };
         Ok(LaunchSpec {
             entry: name.clone(),
@@ -141,9 +150,9 @@ impl LaunchSpec {
     }
 
     pub(crate) fn decode(data: &[u8]) -> Result<LaunchSpec> {
-        let rest = data.strip_prefix(MAGIC).ok_or_else(|| {
-            Error::Invalid("launch payload does not start with MPLAUNCH1".into())
-        })?;
+        let rest = data
+            .strip_prefix(MAGIC)
+            .ok_or_else(|| Error::Invalid("launch payload does not start with MPLAUNCH1".into()))?;
         let mut r = Reader { rest };
         let entry = r.string("entry")?;
         if entry.is_empty() || entry.len() > MAX_ENTRY_NAME {

@@ -42,6 +42,7 @@ pub(crate) fn start(
 }
 
 fn start_child(work: &Work, launch: Launch<'_>) -> Result<Arc<ChildCell>> {
+    launch.check_work(work, StartMethod::Spawn)?;
     require_init(StartMethod::Spawn)?;
     let lifeline = launch.daemon.then(lifeline::new).transpose()?;
     let lifeline_fd = lifeline.as_ref().map_or(-1, |(_, r)| r.as_raw_fd());

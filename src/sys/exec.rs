@@ -124,7 +124,10 @@ pub fn poll_readable_many(
         tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
         tv_nsec: d.subsec_nanos().into(),
     });
-    let mut polled: Vec<PollFd<'_>> = fds.iter().map(|fd| PollFd::new(fd, PollFlags::IN)).collect();
+    let mut polled: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::new(fd, PollFlags::IN))
+        .collect();
     loop {
         match rustix::event::poll(&mut polled, ts.as_ref()) {
             Ok(_) => return Ok(polled.iter().map(|p| !p.revents().is_empty()).collect()),

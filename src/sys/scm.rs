@@ -21,17 +21,26 @@ pub fn sendmsg_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) ->
     if fds.len() > MAX_PASSED_FDS {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("{} descriptors, at most {MAX_PASSED_FDS} fit in one message", fds.len()),
+            format!(
+                "{} descriptors, at most {MAX_PASSED_FDS} fit in one message",
+                fds.len()
+            ),
         ));
     }
     let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
-        return Err(io::Error::other("SCM_RIGHTS does not fit its control buffer"));
+        return Err(io::Error::other(
+            "SCM_RIGHTS does not fit its control buffer",
+        ));
     }
     loop {
-        match rustix::net::sendmsg(sock, &[IoSlice::new(data)], &mut control, SendFlags::NOSIGNAL)
-        {
+        match rustix::net::sendmsg(
+            sock,
+            &[IoSlice::new(data)],
+            &mut control,
+            SendFlags::NOSIGNAL,
+        ) {
             Ok(n) => return Ok(n),
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
