@@ -22,12 +22,15 @@
 // the Rust `process` module).
 #define MP_START_FORK 0
 
-// Start method `spawn`: a fresh run of the same executable. Not available
-// yet: `mp_process_start` returns MP_ERR_INVALID.
+// Start method `spawn`: a fresh run of the same executable, whose `main`
+// calls `mp_register` for its entries and then `mp_init` first thing;
+// `mp_init` runs the entry there and exits. Memfd segments reach the child
+// under the same descriptor numbers, so their handle texts work there.
 #define MP_START_SPAWN 1
 
-// Start method `forkserver`. Not available yet: `mp_process_start`
-// returns MP_ERR_INVALID.
+// Start method `forkserver`: a server process (a fresh run of the same
+// executable, started at the first use) forks the child. Safe from a
+// multi-threaded parent; needs `mp_init` as `spawn` does.
 #define MP_START_FORKSERVER 2
 
 // Pages seen by fork children only (`MAP_SHARED | MAP_ANONYMOUS`).
@@ -131,9 +134,11 @@ extern "C" {
 int mp_register(const char *name, mp_entry_fn fn);
 
 // Call first in `main`, after `mp_register`, with `main`'s arguments.
-// For now it checks them and records that it ran (`fork` needs no set-up);
-// with the `spawn` start method (coming) it will run, in a spawned child,
-// the entry point the parent named and exit.
+// In the main process it checks them, records that it ran (spawn and
+// forkserver require it) and returns MP_OK. In a child started by
+// MP_START_SPAWN it runs the entry point the parent named and exits with
+// its code; in the fork server it serves and exits: it does not return
+// there.
 //
 // MP_ERR_INVALID for a negative `argc` or a NULL among `argv[0..argc]`;
 // MP_ERR_NULL for a NULL `argv` with `argc > 0`.
@@ -147,10 +152,10 @@ int mp_init(int argc, char **argv);
 // of the `arg_len` bytes at `arg` (`arg` may be NULL when `arg_len` is 0),
 // and stores the new process in `*out`.
 //
-// `method` is MP_START_FORK (only fork is available yet: MP_START_SPAWN and
-// MP_START_FORKSERVER give MP_ERR_INVALID; any other number too).
-// MP_ERR_NOT_FOUND for an unregistered `entry`: nothing starts. On error
-// `*out` is left as it was.
+// `method` is MP_START_FORK, MP_START_SPAWN or MP_START_FORKSERVER (any
+// other number: MP_ERR_INVALID). MP_ERR_NOT_FOUND for an unregistered
+// `entry`: nothing starts. MP_ERR_STATE for spawn or forkserver when
+// `mp_init` did not run. On error `*out` is left as it was.
 //
 // # Safety
 //

@@ -26,10 +26,42 @@
 //!
 //! # Start methods
 //!
-//! [`StartMethod::Fork`] is the only one available yet. `Spawn` (a fresh
-//! run of the same executable, which calls [`init`] first thing in `main`)
-//! and `ForkServer` are coming; for now [`Process::start`] refuses them with
-//! [`Error::Invalid`].
+//! As Python's, chosen per process ([`Process::start_method`]), per
+//! [`Context`] ([`get_context`]) or as the default of
+//! [`Process::from_entry`] ([`set_start_method`]):
+//!
+//! - [`StartMethod::Fork`]: the child is a copy of the parent and runs a
+//!   closure or an entry. Fastest; unsafe after the parent started threads
+//!   (below).
+//! - [`StartMethod::Spawn`]: a fresh run of the same executable
+//!   (`posix_spawn` of `/proc/self/exe`) runs a registered entry. `main`
+//!   must register its entries and call [`init`] first; the parent refuses
+//!   to spawn unless it ran `init` itself (a program that does not would
+//!   run its whole `main` again in the child).
+//! - [`StartMethod::ForkServer`]: a server, itself a fresh run of the
+//!   executable started at the first use, forks the children; safe from a
+//!   multi-threaded parent. Same requirements as spawn.
+//!
+//! Spawn and forkserver children run registered entries only (a closure
+//! cannot travel to another program: [`Error::Invalid`]). Shared objects
+//! reach them by handle: put the handle texts in the argument bytes and
+//! open them in the child. Every memfd segment the parent maps at `start`
+//! is inherited under the same descriptor number, so a `mp1:memfd:` handle
+//! text resolves unchanged; named segments resolve by name; anonymous ones
+//! only in fork children. The whole [`Process`] API, the exit codes and the
+//! reaping rules are the same for the three methods.
+//!
+//! # Daemons
+//!
+//! A daemon child ([`Process::daemon`]) is killed (SIGKILL) when its
+//! `Process` is dropped, and when the parent process ends in any way,
+//! killed included: the child holds the read end of a pipe whose only
+//! write end the parent holds, armed so that the kernel sends the child
+//! SIGKILL when that end closes. Unlike `prctl(PR_SET_PDEATHSIG)`, which
+//! fires when the *thread* that forked the child exits, this follows the
+//! parent process. The one gap: a raw `fork()` made outside multiproc
+//! inherits the write end and keeps the daemon alive until it exits or
+//! execs.
 //!
 //! # Fork and threads
 //!
@@ -113,19 +145,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::error::{Error, Result};
 
 /// How a child is started, as Python's start methods
-/// (`multiprocessing.get_context(...)`).
-///
-/// Only `Fork` is available yet; see the [module docs](self#start-methods).
+/// (`multiprocessing.get_context(...)`); see the [module
+/// docs](self#start-methods).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum StartMethod {
     /// The child is a copy of the parent and runs the target there.
     #[default]
     Fork,
     /// The child is a fresh run of the same executable, which runs the
-    /// registered entry point named by the parent. Not available yet.
+    /// registered entry point named by the parent.
     Spawn,
-    /// A server process, started early, forks the children. Not available
-    /// yet.
+    /// A server process, a fresh run of the same executable started at the
+    /// first use, forks the children.
     ForkServer,
 }
 

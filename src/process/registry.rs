@@ -66,7 +66,7 @@ fn entries() -> MutexGuard<'static, BTreeMap<String, Entry>> {
 /// [`Error::Invalid`] and keeps the first.
 ///
 /// Register entries first thing in `main`, before starting processes: a
-/// `spawn` child (not available yet) will look the name up after running
+/// `spawn` or `forkserver` child looks the name up after running
 /// the same registrations.
 ///
 /// # Example
