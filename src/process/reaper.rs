@@ -155,17 +155,20 @@ impl ChildCell {
     /// `None` while it runs. Never blocks.
     pub(crate) fn poll(&self) -> Result<Option<i32>> {
         let mut state = self.lock()?;
-        self.poll_locked(&mut state)
+        self.poll_locked(&mut state, false)
     }
 
-    fn poll_locked(&self, state: &mut ChildState) -> Result<Option<i32>> {
+    /// `exited`: the pidfd said the child exited, so a blocking `waitpid`
+    /// returns at once (no `yield` loop while the kernel finishes the exit;
+    /// holding the state lock that briefly is fine).
+    fn poll_locked(&self, state: &mut ChildState, exited: bool) -> Result<Option<i32>> {
         match *state {
             ChildState::Ended(code) => return Ok(Some(code)),
             ChildState::Lost => return Err(self.lost()),
             ChildState::Running => {}
         }
         let ended = match &self.reaper {
-            Reaper::Waitpid => match sys::waitpid(self.pid, true) {
+            Reaper::Waitpid => match sys::waitpid(self.pid, !exited) {
                 Ok(None) => return Ok(None),
                 Ok(Some(status)) => status.exitcode(),
                 Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
@@ -225,13 +228,14 @@ impl ChildCell {
         let mut backoff = Duration::from_millis(1);
         let mut saw_readable = false;
         loop {
-            if let Some(code) = self.poll()? {
+            let polled = if saw_readable {
+                let mut state = self.lock()?;
+                self.poll_locked(&mut state, true)?
+            } else {
+                self.poll()?
+            };
+            if let Some(code) = polled {
                 return Ok(code);
-            }
-            if saw_readable {
-                // The pidfd reported the exit a moment before `waitpid`
-                // could reap it; let the kernel finish.
-                std::thread::yield_now();
             }
             let left = match deadline {
                 None => None,
@@ -264,7 +268,7 @@ impl ChildCell {
         // Reap first if it already ended: then there is nothing to signal,
         // and a child reaped behind our back is found out before its pid
         // (maybe reused) is signalled.
-        if self.poll_locked(&mut state)?.is_some() {
+        if self.poll_locked(&mut state, false)?.is_some() {
             return Ok(());
         }
         let sent = match &self.pidfd {
