@@ -398,6 +398,68 @@ fn orphans_are_reaped(m: StartMethod) {
     assert_no_zombie(pid);
 }
 
+fn start_from_threads(m: StartMethod) {
+    // Two threads start and join children at once; with forkserver this is
+    // the multi-threaded parent it exists for.
+    let workers: Vec<_> = (0..2u8)
+        .map(|t| {
+            std::thread::spawn(move || {
+                for i in 0..3u8 {
+                    let p = entry(m, "exit_with", vec![t * 10 + i]);
+                    p.start().unwrap();
+                    assert_eq!(join(&p), i32::from(t * 10 + i));
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("a starting thread panicked");
+    }
+}
+
+/// Starts one forkserver child, stores the server's pid in word 0 of the
+/// block in `arg`, and exits: the server must then exit too.
+fn use_forkserver_then_exit(arg: &[u8]) -> i32 {
+    let Ok(mem) = open(arg) else { return 100 };
+    let p = entry(StartMethod::ForkServer, "exit_with", vec![5]);
+    if p.start().is_err() || p.join(Some(DEADLINE)).ok() != Some(5) {
+        return 101;
+    }
+    let Some(server) = process::forkserver_pid() else {
+        return 102;
+    };
+    mem.as_atomic_u32()[0].store(server as u32, Ordering::SeqCst);
+    0
+}
+
+fn forkserver_exits_with_its_parent(m: StartMethod) {
+    let mem = SharedMemory::new(64, Backing::Memfd).unwrap();
+    let p = entry(m, "use_forkserver_then_exit", handle_of(&mem));
+    p.start().unwrap();
+    assert_eq!(join(&p), 0);
+    let server = mem.as_atomic_u32()[0].load(Ordering::SeqCst) as i32;
+    assert!(server > 0);
+    wait_gone(server);
+}
+
+/// The test binary run again with a launch variable that names no payload:
+/// `init` must end it with code 1 and say why, not run `main`'s tests.
+fn stray_launch_variable_ends_the_program(m: StartMethod) {
+    if m != StartMethod::Fork {
+        return; // about `init`, not about a method: once is enough
+    }
+    for value in ["999", "banana", "1"] {
+        let out = std::process::Command::new("/proc/self/exe")
+            .env("MULTIPROC_LAUNCH_FD", value)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{value}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("MULTIPROC_LAUNCH_FD"), "{value}: {err}");
+        assert!(out.stdout.is_empty(), "{value}: the tests ran again");
+    }
+}
+
 type Test = fn(StartMethod);
 
 const TESTS: &[(&str, Test)] = &[
@@ -429,6 +491,15 @@ const TESTS: &[(&str, Test)] = &[
         daemon_dies_with_a_killed_parent,
     ),
     ("orphans_are_reaped", orphans_are_reaped),
+    ("start_from_threads", start_from_threads),
+    (
+        "forkserver_exits_with_its_parent",
+        forkserver_exits_with_its_parent,
+    ),
+    (
+        "stray_launch_variable_ends_the_program",
+        stray_launch_variable_ends_the_program,
+    ),
 ];
 
 fn main() {
@@ -439,6 +510,7 @@ fn main() {
         ("report_identity", report_identity),
         ("open_handle", open_handle),
         ("start_daemon_then_wait", start_daemon_then_wait),
+        ("use_forkserver_then_exit", use_forkserver_then_exit),
     ] {
         process::register(name, f).unwrap();
     }

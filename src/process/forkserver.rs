@@ -389,3 +389,36 @@ fn relocate(payload: OwnedFd, fds: Vec<OwnedFd>, targets: &[i32]) -> OwnedFd {
     drop(moved);
     payload
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(targets: &[i32]) -> Vec<u8> {
+        let mut data = REQUEST_MAGIC.to_vec();
+        data.extend_from_slice(&(targets.len() as u32).to_le_bytes());
+        for t in targets {
+            data.extend_from_slice(&t.to_le_bytes());
+        }
+        data
+    }
+
+    #[test]
+    fn well_formed_requests_parse() {
+        assert_eq!(parse_request(&request(&[0, 1, 2, 7]), 6), Some(vec![0, 1, 2, 7]));
+        assert_eq!(parse_request(&request(&[]), 2), Some(vec![]));
+    }
+
+    #[test]
+    fn malformed_requests_are_refused() {
+        // Wrong magic, truncated, descriptor count not matching.
+        assert_eq!(parse_request(b"MPFORK2\x00\x00\x00\x00", 2), None);
+        assert_eq!(parse_request(&request(&[3])[..10], 3), None);
+        assert_eq!(parse_request(&request(&[3]), 2), None);
+        assert_eq!(parse_request(&request(&[3]), 4), None);
+        // The same target twice, a negative or huge target.
+        assert_eq!(parse_request(&request(&[3, 3]), 4), None);
+        assert_eq!(parse_request(&request(&[-1]), 3), None);
+        assert_eq!(parse_request(&request(&[1 << 20]), 3), None);
+    }
+}
