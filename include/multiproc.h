@@ -33,6 +33,11 @@
 // multi-threaded parent; needs `mp_init` as `spawn` does.
 #define MP_START_FORKSERVER 2
 
+// Flag OR-ed into the method of `mp_process_start`: the child is a daemon,
+// killed (SIGKILL) when its `mp_process_t` is freed while it runs, and
+// when this process ends in any way (killed included).
+#define MP_START_DAEMON 256
+
 // Pages seen by fork children only (`MAP_SHARED | MAP_ANONYMOUS`).
 #define MP_BACKING_ANONYMOUS 0
 
@@ -152,8 +157,8 @@ int mp_init(int argc, char **argv);
 // of the `arg_len` bytes at `arg` (`arg` may be NULL when `arg_len` is 0),
 // and stores the new process in `*out`.
 //
-// `method` is MP_START_FORK, MP_START_SPAWN or MP_START_FORKSERVER (any
-// other number: MP_ERR_INVALID). MP_ERR_NOT_FOUND for an unregistered
+// `method` is MP_START_FORK, MP_START_SPAWN or MP_START_FORKSERVER,
+// optionally `| MP_START_DAEMON` (any other number: MP_ERR_INVALID). MP_ERR_NOT_FOUND for an unregistered
 // `entry`: nothing starts. MP_ERR_STATE for spawn or forkserver when
 // `mp_init` did not run. On error `*out` is left as it was.
 //
@@ -238,6 +243,10 @@ int mp_process_sentinel(mp_process_t *p, int *fd);
 //
 // - `p` is NULL or a process from `mp_process_start`; not used afterwards.
 void mp_process_free(mp_process_t *p);
+
+// The pid of the process that started this one (Python's
+// `parent_process().pid`), or 0 in a process multiproc did not start.
+int mp_parent_pid(void);
 
 // How many CPUs this process may run on (affinity and cgroup quota
 // respected, unlike Python's `os.cpu_count()`), or a negative MP_ERR_* code.

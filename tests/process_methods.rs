@@ -460,6 +460,39 @@ fn stray_launch_variable_ends_the_program(m: StartMethod) {
     }
 }
 
+fn c_api_daemon_flag_and_parent_pid(m: StartMethod) {
+    use multiproc::ffi::process::*;
+    let method = match m {
+        StartMethod::Fork => MP_START_FORK,
+        StartMethod::Spawn => MP_START_SPAWN,
+        StartMethod::ForkServer => MP_START_FORKSERVER,
+    };
+    assert_eq!(mp_parent_pid(), 0);
+    let g = gate();
+    let arg = handle_of(&g);
+    let mut p = std::ptr::null_mut();
+    // SAFETY: a registered entry name, `arg` readable for its length, `p`
+    // writable; `p` is freed once below and not used afterwards.
+    unsafe {
+        assert_eq!(
+            mp_process_start(
+                method | MP_START_DAEMON,
+                c"wait_at_gate".as_ptr(),
+                arg.as_ptr(),
+                arg.len(),
+                &mut p
+            ),
+            0
+        );
+        wait_word(&g, 1, 1);
+        let pid = mp_process_pid(p);
+        assert!(pid > 0);
+        mp_process_free(p); // a daemon: killed and reaped
+        wait_gone(pid);
+        assert_no_zombie(pid);
+    }
+}
+
 type Test = fn(StartMethod);
 
 const TESTS: &[(&str, Test)] = &[
@@ -499,6 +532,10 @@ const TESTS: &[(&str, Test)] = &[
     (
         "stray_launch_variable_ends_the_program",
         stray_launch_variable_ends_the_program,
+    ),
+    (
+        "c_api_daemon_flag_and_parent_pid",
+        c_api_daemon_flag_and_parent_pid,
     ),
 ];
 

@@ -21,6 +21,11 @@ pub const MP_START_SPAWN: c_int = 1;
 /// multi-threaded parent; needs `mp_init` as `spawn` does.
 pub const MP_START_FORKSERVER: c_int = 2;
 
+/// Flag OR-ed into the method of `mp_process_start`: the child is a daemon,
+/// killed (SIGKILL) when its `mp_process_t` is freed while it runs, and
+/// when this process ends in any way (killed included).
+pub const MP_START_DAEMON: c_int = 0x100;
+
 /// An entry point: runs in the child on the `arg_len` bytes at `arg` given
 /// to `mp_process_start`, and returns the child's exit code (the parent
 /// sees its low 8 bits).
@@ -65,16 +70,21 @@ fn timeout_from_ns(timeout_ns: i64) -> Result<Option<Duration>> {
     }
 }
 
-fn start_method_from_c(method: c_int) -> Result<StartMethod> {
-    match method {
-        MP_START_FORK => Ok(StartMethod::Fork),
-        MP_START_SPAWN => Ok(StartMethod::Spawn),
-        MP_START_FORKSERVER => Ok(StartMethod::ForkServer),
-        other => Err(Error::Invalid(format!(
-            "method is {other}: expected MP_START_FORK (0), MP_START_SPAWN (1) or \
-             MP_START_FORKSERVER (2)"
-        ))),
-    }
+/// The start method and the daemon flag of a C `method`.
+fn start_method_from_c(method: c_int) -> Result<(StartMethod, bool)> {
+    let daemon = method & MP_START_DAEMON != 0;
+    let kind = match method & !MP_START_DAEMON {
+        MP_START_FORK => StartMethod::Fork,
+        MP_START_SPAWN => StartMethod::Spawn,
+        MP_START_FORKSERVER => StartMethod::ForkServer,
+        _ => {
+            return Err(Error::Invalid(format!(
+                "method is {method}: expected MP_START_FORK (0), MP_START_SPAWN (1) or \
+                 MP_START_FORKSERVER (2), optionally | MP_START_DAEMON"
+            )));
+        }
+    };
+    Ok((kind, daemon))
 }
 
 /// Registers `fn` as the entry point `name` (1 to 255 bytes of UTF-8) for
@@ -138,8 +148,8 @@ pub unsafe extern "C" fn mp_init(argc: c_int, argv: *mut *mut c_char) -> c_int {
 /// of the `arg_len` bytes at `arg` (`arg` may be NULL when `arg_len` is 0),
 /// and stores the new process in `*out`.
 ///
-/// `method` is MP_START_FORK, MP_START_SPAWN or MP_START_FORKSERVER (any
-/// other number: MP_ERR_INVALID). MP_ERR_NOT_FOUND for an unregistered
+/// `method` is MP_START_FORK, MP_START_SPAWN or MP_START_FORKSERVER,
+/// optionally `| MP_START_DAEMON` (any other number: MP_ERR_INVALID). MP_ERR_NOT_FOUND for an unregistered
 /// `entry`: nothing starts. MP_ERR_STATE for spawn or forkserver when
 /// `mp_init` did not run. On error `*out` is left as it was.
 ///
@@ -161,7 +171,7 @@ pub unsafe extern "C" fn mp_process_start(
         let out = unsafe { non_null_mut(out, "out") }?;
         // SAFETY: the caller promises `entry` is NULL or NUL-terminated.
         let entry = unsafe { c_str(entry, "entry") }?;
-        let method = start_method_from_c(method)?;
+        let (method, daemon) = start_method_from_c(method)?;
         let arg = match (arg.is_null(), arg_len) {
             (true, 0) => Vec::new(),
             (true, _) => return Err(Error::Null("arg")),
@@ -174,7 +184,9 @@ pub unsafe extern "C" fn mp_process_start(
             // bytes, which is at most isize::MAX.
             (false, len) => unsafe { std::slice::from_raw_parts(arg, len) }.to_vec(),
         };
-        let process = Process::from_entry(entry, arg)?.start_method(method);
+        let process = Process::from_entry(entry, arg)?
+            .start_method(method)
+            .daemon(daemon);
         process.start()?;
         *out = Tagged::boxed(TAG_PROCESS, process).cast::<mp_process_t>();
         Ok(MP_OK)
@@ -329,6 +341,15 @@ pub unsafe extern "C" fn mp_process_free(p: *mut mp_process_t) {
     });
 }
 
+/// The pid of the process that started this one (Python's
+/// `parent_process().pid`), or 0 in a process multiproc did not start.
+#[unsafe(no_mangle)]
+pub extern "C" fn mp_parent_pid() -> c_int {
+    guard("mp_parent_pid", || {
+        Ok(process::parent_process().map_or(0, |p| p.pid()))
+    })
+}
+
 /// How many CPUs this process may run on (affinity and cgroup quota
 /// respected, unlike Python's `os.cpu_count()`), or a negative MP_ERR_* code.
 #[unsafe(no_mangle)]
@@ -355,10 +376,21 @@ mod tests {
 
     #[test]
     fn start_methods_from_c() {
-        assert_eq!(start_method_from_c(0).unwrap(), StartMethod::Fork);
-        assert_eq!(start_method_from_c(1).unwrap(), StartMethod::Spawn);
-        assert_eq!(start_method_from_c(2).unwrap(), StartMethod::ForkServer);
+        assert_eq!(start_method_from_c(0).unwrap(), (StartMethod::Fork, false));
+        assert_eq!(start_method_from_c(1).unwrap(), (StartMethod::Spawn, false));
+        assert_eq!(
+            start_method_from_c(2).unwrap(),
+            (StartMethod::ForkServer, false)
+        );
+        assert_eq!(
+            start_method_from_c(2 | MP_START_DAEMON).unwrap(),
+            (StartMethod::ForkServer, true)
+        );
         assert!(matches!(start_method_from_c(3), Err(Error::Invalid(_))));
         assert!(matches!(start_method_from_c(-1), Err(Error::Invalid(_))));
+        assert!(matches!(
+            start_method_from_c(3 | MP_START_DAEMON),
+            Err(Error::Invalid(_))
+        ));
     }
 }

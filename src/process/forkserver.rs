@@ -405,7 +405,10 @@ mod tests {
 
     #[test]
     fn well_formed_requests_parse() {
-        assert_eq!(parse_request(&request(&[0, 1, 2, 7]), 6), Some(vec![0, 1, 2, 7]));
+        assert_eq!(
+            parse_request(&request(&[0, 1, 2, 7]), 6),
+            Some(vec![0, 1, 2, 7])
+        );
         assert_eq!(parse_request(&request(&[]), 2), Some(vec![]));
     }
 
