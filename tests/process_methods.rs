@@ -493,6 +493,30 @@ fn c_api_daemon_flag_and_parent_pid(m: StartMethod) {
     }
 }
 
+#[cfg(feature = "serde")]
+fn typed_sum(arg: &[u8]) -> i32 {
+    match process::decode_arg::<(Vec<u16>, String)>(arg) {
+        Ok((numbers, tag)) if tag == "sum" => numbers.iter().map(|n| i32::from(*n)).sum(),
+        _ => 255,
+    }
+}
+
+#[cfg(feature = "serde")]
+fn typed_arguments(m: StartMethod) {
+    let arg = (vec![1u16, 2, 3, 4], "sum".to_string());
+    let p = Process::from_entry_with("typed_sum", &arg)
+        .unwrap()
+        .start_method(m);
+    p.start().unwrap();
+    assert_eq!(join(&p), 10);
+    let p = entry(m, "typed_sum", vec![0xff; 3]);
+    p.start().unwrap();
+    assert_eq!(join(&p), 255);
+}
+
+#[cfg(not(feature = "serde"))]
+fn typed_arguments(_: StartMethod) {}
+
 type Test = fn(StartMethod);
 
 const TESTS: &[(&str, Test)] = &[
@@ -537,20 +561,22 @@ const TESTS: &[(&str, Test)] = &[
         "c_api_daemon_flag_and_parent_pid",
         c_api_daemon_flag_and_parent_pid,
     ),
+    ("typed_arguments", typed_arguments),
 ];
 
 fn main() {
-    for (name, f) in [
-        ("exit_with", exit_with as fn(&[u8]) -> i32),
-        ("wait_at_gate", wait_at_gate),
-        ("panics", panics),
-        ("report_identity", report_identity),
-        ("open_handle", open_handle),
-        ("start_daemon_then_wait", start_daemon_then_wait),
-        ("use_forkserver_then_exit", use_forkserver_then_exit),
-    ] {
-        process::register(name, f).unwrap();
-    }
+    multiproc::register_entries!(
+        exit_with,
+        wait_at_gate,
+        panics,
+        report_identity,
+        open_handle,
+        start_daemon_then_wait,
+        use_forkserver_then_exit,
+    )
+    .unwrap();
+    #[cfg(feature = "serde")]
+    multiproc::register_entries!(typed_sum).unwrap();
     process::init().unwrap();
 
     let filter: Vec<String> = std::env::args()

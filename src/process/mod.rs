@@ -127,6 +127,8 @@ mod lifeline;
 mod reaper;
 mod registry;
 mod spawn;
+#[cfg(feature = "serde")]
+mod typed;
 
 pub use children::active_children;
 pub use context::{Context, get_context, get_start_method, set_start_method};
@@ -135,6 +137,8 @@ pub use exit::IntoExitCode;
 pub use forkserver::server_pid as forkserver_pid;
 pub use process::Process;
 pub use registry::{MAX_ENTRY_NAME, register};
+#[cfg(feature = "serde")]
+pub use typed::decode_arg;
 
 pub(crate) use registry::{Entry, register_entry};
 
