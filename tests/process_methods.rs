@@ -493,6 +493,40 @@ fn c_api_daemon_flag_and_parent_pid(m: StartMethod) {
     }
 }
 
+/// arg[0]: the method; arg[1]: depth. Starts a child by the same method
+/// one level deeper (down to depth 0, which exits with 1) and returns its
+/// code + 1.
+fn nested(arg: &[u8]) -> i32 {
+    let (method, depth) = (arg[0], arg[1]);
+    if depth == 0 {
+        return 1;
+    }
+    let m = [
+        StartMethod::Fork,
+        StartMethod::Spawn,
+        StartMethod::ForkServer,
+    ][method as usize];
+    let p = entry(m, "nested", vec![method, depth - 1]);
+    if p.start().is_err() {
+        return 100;
+    }
+    p.join(Some(DEADLINE)).map_or(101, |code| code + 1)
+}
+
+fn grandchildren_by_the_same_method(m: StartMethod) {
+    let index = [
+        StartMethod::Fork,
+        StartMethod::Spawn,
+        StartMethod::ForkServer,
+    ]
+    .iter()
+    .position(|x| *x == m)
+    .unwrap() as u8;
+    let p = entry(m, "nested", vec![index, 2]);
+    p.start().unwrap();
+    assert_eq!(join(&p), 3);
+}
+
 #[cfg(feature = "serde")]
 fn typed_sum(arg: &[u8]) -> i32 {
     match process::decode_arg::<(Vec<u16>, String)>(arg) {
@@ -562,6 +596,10 @@ const TESTS: &[(&str, Test)] = &[
         c_api_daemon_flag_and_parent_pid,
     ),
     ("typed_arguments", typed_arguments),
+    (
+        "grandchildren_by_the_same_method",
+        grandchildren_by_the_same_method,
+    ),
 ];
 
 fn main() {
@@ -573,6 +611,7 @@ fn main() {
         open_handle,
         start_daemon_then_wait,
         use_forkserver_then_exit,
+        nested,
     )
     .unwrap();
     #[cfg(feature = "serde")]
