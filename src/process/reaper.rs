@@ -221,7 +221,9 @@ impl ChildCell {
     /// [`Error::Timeout`] once `timeout` passed (`None`: no limit;
     /// `Some(ZERO)`: check once).
     ///
-    /// Sleeps in `poll(2)` on the pidfd; without a pidfd it polls `waitpid`
+    /// Without a timeout, a child of ours is waited for in `waitid(WNOWAIT)`;
+    /// with one, it sleeps in `poll(2)` on the pidfd (the forkserver's
+    /// status socket for a served child); without a pidfd it polls `waitpid`
     /// with a pause that doubles from 1 ms up to 50 ms.
     pub(crate) fn wait(&self, timeout: Option<Duration>) -> Result<i32> {
         let deadline = timeout.map(|t| Instant::now() + t);
@@ -236,6 +238,15 @@ impl ChildCell {
             };
             if let Some(code) = polled {
                 return Ok(code);
+            }
+            if timeout.is_none() && matches!(self.reaper, Reaper::Waitpid) {
+                // No deadline: sleep in `waitid` until it is a zombie (one
+                // wake-up, as a plain `waitpid` has), without reaping and
+                // without the state lock, so another thread can still signal
+                // it meanwhile; the poll above then reaps it. An error
+                // (ECHILD: reaped elsewhere) is found out by that poll too.
+                let _ = sys::waitid_exited_nowait(self.pid);
+                continue;
             }
             let left = match deadline {
                 None => None,

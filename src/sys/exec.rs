@@ -112,6 +112,32 @@ pub fn fd_is_open(fd: i32) -> bool {
     fd >= 0 && unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1
 }
 
+/// `waitid(P_PID, pid, WEXITED | WNOWAIT)`: blocks until the child `pid`
+/// has exited, without reaping it (a later `waitpid` does). Retries on
+/// `EINTR`.
+pub fn waitid_exited_nowait(pid: i32) -> io::Result<()> {
+    loop {
+        // SAFETY: `info` is a valid out-pointer for the call's duration.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: as above; plain integers otherwise.
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
 /// `poll(fds, POLLIN, timeout)`: which of `fds` are readable (or hung up)
 /// after waiting at most `timeout` (`None`: no limit) for one to be.
 /// Retries on `EINTR` (with the full timeout again).

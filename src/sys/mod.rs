@@ -14,7 +14,7 @@ mod scm;
 
 pub use exec::{
     close_range, fcntl_async_signal, fcntl_dupfd_cloexec, fd_is_open, poll_readable_many,
-    posix_spawn,
+    posix_spawn, waitid_exited_nowait,
 };
 pub use fd::{dup2, fflush_all, pipe};
 pub use futex::{futex_wait, futex_wake};
