@@ -138,6 +138,24 @@ pub fn waitid_exited_nowait(pid: i32) -> io::Result<()> {
     }
 }
 
+/// `getrusage(RUSAGE_SELF or RUSAGE_CHILDREN)`: user + system CPU time of
+/// this process, or of its reaped children (and theirs).
+pub fn getrusage_cpu(children: bool) -> io::Result<std::time::Duration> {
+    // SAFETY: `usage` is a valid out-pointer; zeroed is a valid rusage.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let who = if children {
+        libc::RUSAGE_CHILDREN
+    } else {
+        libc::RUSAGE_SELF
+    };
+    // SAFETY: as above.
+    if unsafe { libc::getrusage(who, &mut usage) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    let tv = |t: libc::timeval| std::time::Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    Ok(tv(usage.ru_utime) + tv(usage.ru_stime))
+}
+
 /// `poll(fds, POLLIN, timeout)`: which of `fds` are readable (or hung up)
 /// after waiting at most `timeout` (`None`: no limit) for one to be.
 /// Retries on `EINTR` (with the full timeout again).

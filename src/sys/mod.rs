@@ -13,8 +13,8 @@ mod proc;
 mod scm;
 
 pub use exec::{
-    close_range, fcntl_async_signal, fcntl_dupfd_cloexec, fd_is_open, poll_readable_many,
-    posix_spawn, waitid_exited_nowait,
+    close_range, fcntl_async_signal, fcntl_dupfd_cloexec, fd_is_open, getrusage_cpu,
+    poll_readable_many, posix_spawn, waitid_exited_nowait,
 };
 pub use fd::{dup2, fflush_all, pipe};
 pub use futex::{futex_wait, futex_wake};
