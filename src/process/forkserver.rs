@@ -218,6 +218,18 @@ struct Served {
 /// Runs the server on the control socket `fd` (from [`FORKSERVER_ENV`]);
 /// never returns.
 pub(crate) fn serve(control: OwnedFd) -> ! {
+    // Each child gets the parent's stdio of the moment with its request; the
+    // server lets go of the stdio it was started with, so that a pipe the
+    // parent writes to (`prog | head`) sees its end when the parent exits.
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for fd in 0..3 {
+            let _ = sys::dup2(null.as_fd(), fd);
+        }
+    }
     let mut children: Vec<Served> = Vec::new();
     let mut control = Some(control);
     loop {

@@ -108,9 +108,13 @@
 //! reaps children itself (`waitpid(-1)`, or SIGCHLD set to `SIG_IGN`) takes
 //! their exit codes away: `join` then fails with [`Error::Os`] (`ECHILD`).
 //!
-//! Waiting sleeps in `poll(2)` on the child's pidfd. On kernels without
-//! `pidfd_open` (before Linux 5.3) it polls `waitpid` instead, pausing
-//! between 1 and 50 ms.
+//! A `join` without a timeout sleeps in `waitid(WNOWAIT)`; with a timeout,
+//! in `poll(2)` on the child's pidfd. On kernels without `pidfd_open`
+//! (before Linux 5.3) a timed wait polls `waitpid` instead, pausing between
+//! 1 and 50 ms, and forkserver is not available. A forkserver child is the
+//! server's child: the server reaps it and sends its exit code to the
+//! parent, whose `join` waits for that message; its pid, pidfd (the
+//! sentinel) and signals work as for the other methods.
 
 // `process::process` holds the type `Process`, as in Python's module layout.
 #[allow(clippy::module_inception)]
