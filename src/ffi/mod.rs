@@ -8,10 +8,14 @@
 // The C names of the ABI are snake_case types (`mp_lock_t`) on purpose.
 #![allow(non_camel_case_types)]
 
+#[cfg(not(loom))]
+mod lock;
 pub mod process;
 mod segment;
 mod status;
 
+#[cfg(not(loom))]
+pub use lock::*;
 pub use segment::*;
 
 pub use status::*;
