@@ -1,12 +1,12 @@
 /*
  * start_methods.c -- the same worker started by all three start methods
- * (MP_START_FORK, MP_START_SPAWN, MP_START_FORKSERVER), each given a shared
- * memfd segment by its handle text.
+ * (MP_START_FORK, MP_START_SPAWN, MP_START_FORKSERVER), each given a lock
+ * and a shared memfd segment by their handle texts.
  *
- * The segment holds a counter that every worker increments ROUNDS times
- * with an atomic add (the shared object; the sync Lock will take its place
- * once it lands) and one slot per worker where it writes its pid. Each
- * worker exits with 10 + its method. The parent checks the counter, the
+ * The segment holds a plain counter that every worker increments ROUNDS
+ * times under the lock (a read and a write: without the lock, updates would
+ * be lost) and one slot per worker where it writes its pid. Each worker
+ * exits with 10 + its method. The parent checks the counter, the
  * pids and the exit codes; then kills a worker of each method (exit code
  * -9) and checks that bad input gets specific errors.
  *
@@ -43,22 +43,28 @@
 /* The segment's layout: word 0 the counter, words 1..3 the workers' pids,
  * word 4 set by a worker that must wait until the parent kills it. */
 struct shared {
-    _Atomic uint64_t counter;
+    uint64_t counter; /* only under the lock */
     _Atomic uint64_t pid[3];
     _Atomic uint64_t waiting;
 };
 
 /* Argument: one byte (the method), one byte (1: wait to be killed), then
- * the handle text. */
+ * "LOCK HANDLE\nSEGMENT HANDLE". */
 static int worker(const uint8_t *arg, size_t arg_len) {
-    char handle[256];
-    if (arg_len < 3 || arg_len - 2 >= sizeof handle || arg[0] > 2) {
+    char text[600];
+    if (arg_len < 3 || arg_len - 2 >= sizeof text || arg[0] > 2) {
         return 2;
     }
-    memcpy(handle, arg + 2, arg_len - 2);
-    handle[arg_len - 2] = '\0';
+    memcpy(text, arg + 2, arg_len - 2);
+    text[arg_len - 2] = '\0';
+    char *newline = strchr(text, '\n');
+    if (newline == NULL) {
+        return 2;
+    }
+    *newline = '\0';
+    mp_lock_t *lock = NULL;
     mp_segment_t *seg = NULL;
-    if (mp_segment_open(handle, &seg) != MP_OK) {
+    if (mp_lock_open(text, &lock) != MP_OK || mp_segment_open(newline + 1, &seg) != MP_OK) {
         fprintf(stderr, "worker: %s\n", mp_last_error());
         return 3;
     }
@@ -70,22 +76,29 @@ static int worker(const uint8_t *arg, size_t arg_len) {
         }
     }
     for (int i = 0; i < ROUNDS; i++) {
-        atomic_fetch_add(&s->counter, 1);
+        if (mp_lock_acquire(lock, DEADLINE_NS) != MP_OK) {
+            return 4;
+        }
+        uint64_t seen = s->counter;
+        s->counter = seen + 1;
+        if (mp_lock_release(lock) != MP_OK) {
+            return 5;
+        }
     }
     atomic_store(&s->pid[arg[0]], (uint64_t)getpid());
     mp_segment_free(seg);
+    mp_lock_free(lock);
     return 10 + arg[0];
 }
 
 static const int methods[3] = {MP_START_FORK, MP_START_SPAWN, MP_START_FORKSERVER};
 static const char *names[3] = {"fork", "spawn", "forkserver"};
 
-static size_t make_arg(uint8_t *arg, int method, int wait, const char *handle) {
-    size_t len = strlen(handle);
+static size_t make_arg(uint8_t *arg, int method, int wait, const char *lock, const char *seg) {
+    int len = snprintf((char *)arg + 2, 560, "%s\n%s", lock, seg);
     arg[0] = (uint8_t)method;
     arg[1] = (uint8_t)wait;
-    memcpy(arg + 2, handle, len);
-    return len + 2;
+    return (size_t)len + 2;
 }
 
 int main(int argc, char **argv) {
@@ -97,12 +110,16 @@ int main(int argc, char **argv) {
     struct shared *s = mp_segment_data(seg);
     char handle[256];
     CHECK(mp_segment_handle(seg, handle, sizeof handle) == MP_OK);
+    mp_lock_t *lock = NULL;
+    CHECK(mp_lock_new(&lock) == MP_OK);
+    char lock_handle[256];
+    CHECK(mp_lock_handle(lock, lock_handle, sizeof lock_handle) == MP_OK);
 
     /* The same worker, started by each method, all at once. */
     mp_process_t *p[3];
-    uint8_t arg[300];
+    uint8_t arg[600];
     for (int m = 0; m < 3; m++) {
-        size_t len = make_arg(arg, m, 0, handle);
+        size_t len = make_arg(arg, m, 0, lock_handle, handle);
         CHECK(mp_process_start(methods[m], "worker", arg, len, &p[m]) == MP_OK);
     }
     for (int m = 0; m < 3; m++) {
@@ -116,11 +133,13 @@ int main(int argc, char **argv) {
         CHECK(mp_process_is_alive(p[m]) == 0);
         mp_process_free(p[m]);
     }
-    CHECK(atomic_load(&s->counter) == 3 * ROUNDS);
+    CHECK(mp_lock_acquire(lock, DEADLINE_NS) == MP_OK);
+    CHECK(s->counter == 3 * ROUNDS);
+    CHECK(mp_lock_release(lock) == MP_OK);
 
     /* Killed by a signal: -9, whatever the method. */
     for (int m = 0; m < 3; m++) {
-        size_t len = make_arg(arg, m, 1, handle);
+        size_t len = make_arg(arg, m, 1, lock_handle, handle);
         uint64_t before = atomic_load(&s->waiting);
         CHECK(mp_process_start(methods[m], "worker", arg, len, &p[m]) == MP_OK);
         int code = 0;
@@ -145,8 +164,9 @@ int main(int argc, char **argv) {
     CHECK(mp_process_start(3, "worker", NULL, 0, &untouched) == MP_ERR_INVALID);
     CHECK(untouched == NULL);
 
+    mp_lock_free(lock);
     mp_segment_free(seg);
-    printf("start_methods: fork, spawn and forkserver workers counted to %d, "
+    printf("start_methods: fork, spawn and forkserver workers counted to %d under one lock, "
            "exit codes and kills as expected\n", 3 * ROUNDS);
     return 0;
 }

@@ -493,6 +493,87 @@ fn c_api_daemon_flag_and_parent_pid(m: StartMethod) {
     }
 }
 
+/// `arg`: "LOCK HANDLE\nBLOCK HANDLE". Adds 1 to word 0 of the block
+/// INCREMENTS times, each as a separate load and store under the lock (a
+/// lost update would show without it). With the block's word 1 set to 1,
+/// it instead takes the lock, says so in 32-bit word 4 and waits to be
+/// killed.
+fn locked_increments(arg: &[u8]) -> i32 {
+    let text = String::from_utf8_lossy(arg);
+    let Some((lock, mem)) = text.split_once('\n') else {
+        return 100;
+    };
+    let (Ok(lock), Ok(mem)) = (
+        lock.parse::<Handle>()
+            .and_then(|h| multiproc::sync::Lock::open(&h)),
+        mem.parse::<Handle>().and_then(|h| SharedMemory::open(&h)),
+    ) else {
+        return 101;
+    };
+    let words = mem.as_atomic_u64();
+    if words[1].load(Ordering::SeqCst) == 1 {
+        let _held = lock.acquire();
+        let took = &mem.as_atomic_u32()[4];
+        took.store(1, Ordering::SeqCst);
+        let _ = sys::futex_wake(took, u32::MAX);
+        let w = &mem.as_atomic_u32()[6];
+        loop {
+            let _ = sys::futex_wait(w, 0, None);
+        }
+    }
+    for _ in 0..INCREMENTS {
+        let Ok(_guard) = lock.acquire() else {
+            return 102;
+        };
+        let v = words[0].load(Ordering::Relaxed);
+        std::hint::spin_loop();
+        words[0].store(v + 1, Ordering::Relaxed);
+    }
+    0
+}
+
+const INCREMENTS: u64 = 2000;
+
+fn lock_arg(lock: &multiproc::sync::Lock, mem: &SharedMemory) -> Vec<u8> {
+    format!("{}\n{}", lock.handle(), mem.handle()).into_bytes()
+}
+
+fn shared_lock_guards_the_children(m: StartMethod) {
+    let lock = multiproc::sync::Lock::new().unwrap();
+    let mem = SharedMemory::new(64, Backing::Memfd).unwrap();
+    let children: Vec<Process> = (0..2)
+        .map(|_| entry(m, "locked_increments", lock_arg(&lock, &mem)))
+        .collect();
+    for c in &children {
+        c.start().unwrap();
+    }
+    for c in &children {
+        assert_eq!(join(c), 0);
+    }
+    assert_eq!(
+        mem.as_atomic_u64()[0].load(Ordering::SeqCst),
+        2 * INCREMENTS
+    );
+}
+
+fn lock_held_by_a_killed_child_reports_owner_died(m: StartMethod) {
+    use multiproc::sync::LockError;
+    let lock = multiproc::sync::Lock::new().unwrap();
+    let mem = SharedMemory::new(64, Backing::Memfd).unwrap();
+    mem.as_atomic_u64()[1].store(1, Ordering::SeqCst);
+    let p = entry(m, "locked_increments", lock_arg(&lock, &mem));
+    p.start().unwrap();
+    wait_word(&mem, 4, 1);
+    p.kill().unwrap();
+    assert_eq!(join(&p), -9);
+    match lock.acquire_timeout(DEADLINE) {
+        Err(LockError::OwnerDied(guard)) => guard.make_consistent(),
+        Ok(_) => panic!("acquired without OwnerDied"),
+        Err(LockError::Timeout) => panic!("timed out"),
+    }
+    assert!(lock.acquire().is_ok());
+}
+
 /// arg[0]: the method; arg[1]: depth. Starts a child by the same method
 /// one level deeper (down to depth 0, which exits with 1) and returns its
 /// code + 1.
@@ -597,6 +678,14 @@ const TESTS: &[(&str, Test)] = &[
     ),
     ("typed_arguments", typed_arguments),
     (
+        "shared_lock_guards_the_children",
+        shared_lock_guards_the_children,
+    ),
+    (
+        "lock_held_by_a_killed_child_reports_owner_died",
+        lock_held_by_a_killed_child_reports_owner_died,
+    ),
+    (
         "grandchildren_by_the_same_method",
         grandchildren_by_the_same_method,
     ),
@@ -612,6 +701,7 @@ fn main() {
         start_daemon_then_wait,
         use_forkserver_then_exit,
         nested,
+        locked_increments,
     )
     .unwrap();
     #[cfg(feature = "serde")]
