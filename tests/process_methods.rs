@@ -8,7 +8,7 @@
 //! shared memfd block (the "gate"), never on time; every wait has a
 //! deadline. Run one test with `cargo test --test process_methods -- NAME`.
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -714,6 +714,7 @@ fn main() {
         .collect();
     let mut failed = Vec::new();
     let mut ran = 0;
+    let started = Instant::now();
     for method in [
         StartMethod::Fork,
         StartMethod::Spawn,
@@ -739,10 +740,19 @@ fn main() {
     if let Some(server) = process::forkserver_pid() {
         assert!(!active_children().contains(&server));
     }
-    println!("\n{ran} tests, {} failed", failed.len());
+    // The summary line in libtest's form, so tools that tally
+    // `test result:` lines (scripts/test-all) count this suite too.
+    let outcome = if failed.is_empty() { "ok" } else { "FAILED" };
+    println!(
+        "\ntest result: {outcome}. {} passed; {} failed; 0 ignored; 0 measured; {} filtered out; \
+         finished in {:.2}s",
+        ran - failed.len(),
+        failed.len(),
+        3 * TESTS.len() - ran,
+        started.elapsed().as_secs_f64()
+    );
     if !failed.is_empty() {
         println!("failed: {failed:?}");
         std::process::exit(1);
     }
-    let _ = std::io::stdout().as_fd().as_raw_fd();
 }
