@@ -574,6 +574,30 @@ fn lock_held_by_a_killed_child_reports_owner_died(m: StartMethod) {
     assert!(lock.acquire().is_ok());
 }
 
+/// `arg`: a handle text. Exit code 1 if the descriptor of its memfd is
+/// open and close-on-exec here, 2 if open without it, 3 if not open.
+fn cloexec_of_handle(arg: &[u8]) -> i32 {
+    let Ok(text) = std::str::from_utf8(arg) else {
+        return 100;
+    };
+    let Some(fd) = text.split(':').nth(2).and_then(|f| f.parse::<i32>().ok()) else {
+        return 101;
+    };
+    // SAFETY: F_GETFD only reads the descriptor flags.
+    match unsafe { libc::fcntl(fd, libc::F_GETFD) } {
+        -1 => 3,
+        flags if flags & libc::FD_CLOEXEC != 0 => 1,
+        _ => 2,
+    }
+}
+
+fn inherited_segments_stay_close_on_exec(m: StartMethod) {
+    let mem = SharedMemory::new(64, Backing::Memfd).unwrap();
+    let p = entry(m, "cloexec_of_handle", handle_of(&mem));
+    p.start().unwrap();
+    assert_eq!(join(&p), 1);
+}
+
 /// arg[0]: the method; arg[1]: depth. Starts a child by the same method
 /// one level deeper (down to depth 0, which exits with 1) and returns its
 /// code + 1.
@@ -678,6 +702,10 @@ const TESTS: &[(&str, Test)] = &[
     ),
     ("typed_arguments", typed_arguments),
     (
+        "inherited_segments_stay_close_on_exec",
+        inherited_segments_stay_close_on_exec,
+    ),
+    (
         "shared_lock_guards_the_children",
         shared_lock_guards_the_children,
     ),
@@ -702,6 +730,7 @@ fn main() {
         use_forkserver_then_exit,
         nested,
         locked_increments,
+        cloexec_of_handle,
     )
     .unwrap();
     #[cfg(feature = "serde")]

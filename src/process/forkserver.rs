@@ -135,7 +135,13 @@ fn start_child(work: &Work, launch: Launch<'_>) -> Result<Arc<ChildCell>> {
     let lifeline = launch.daemon.then(lifeline::new).transpose()?;
     let lifeline_fd = lifeline.as_ref().map_or(-1, |(_, r)| r.as_raw_fd());
     let me = sys::pidfd_open(sys::getpid()).map_err(|e| Error::os("pidfd_open(self)", e))?;
-    let spec = launch.spec(work, StartMethod::ForkServer, lifeline_fd, me.as_raw_fd())?;
+    let spec = launch.spec(
+        work,
+        StartMethod::ForkServer,
+        lifeline_fd,
+        me.as_raw_fd(),
+        Vec::new(),
+    )?;
     let payload = spec.to_memfd()?;
     let (status, theirs) =
         sys::socketpair_seqpacket().map_err(|e| Error::os("socketpair (forkserver)", e))?;
@@ -147,6 +153,10 @@ fn start_child(work: &Work, launch: Launch<'_>) -> Result<Arc<ChildCell>> {
         passed.push(lifeline_fd);
     }
     passed.push(me.as_raw_fd());
+    // A descriptor may be two of these at once (a segment at number 0
+    // when stdin was closed): pass it once.
+    passed.sort_unstable();
+    passed.dedup();
     if passed.len() + 2 > sys::MAX_PASSED_FDS {
         return Err(Error::TooLarge {
             len: passed.len() + 2,

@@ -6,7 +6,7 @@
 //! "MPLAUNCH1"  then, little-endian, each string or byte run as u32 length + bytes:
 //! entry, arg, name, identity (u32 count + u32 each), daemon (u8),
 //! parent pid (i32), parent name, lifeline fd (i32, -1: none),
-//! parent pidfd (i32, -1: none)
+//! parent pidfd (i32, -1: none), inherited descriptors (u32 count + i32 each)
 //! ```
 //!
 //! Decoding is an input boundary (a stray environment variable could point
@@ -79,6 +79,7 @@ impl Launch<'_> {
         method: StartMethod,
         lifeline_fd: i32,
         parent_pidfd: i32,
+        inherited: Vec<i32>,
     ) -> Result<LaunchSpec> {
         self.check_work(work, method)?;
         let Work::Entry { name, arg, .. } = work else {
@@ -94,11 +95,14 @@ impl Launch<'_> {
             parent_name: children::lock().my_name(),
             lifeline_fd,
             parent_pidfd,
+            inherited,
         })
     }
 }
 
 const MAGIC: &[u8] = b"MPLAUNCH1";
+/// At most this many inherited descriptors are listed.
+const MAX_INHERITED: usize = 1 << 16;
 /// No payload is larger: entry arguments are meant to be small (handles,
 /// parameters), and a corrupt length must not allocate gigabytes.
 pub(crate) const MAX_PAYLOAD: usize = 64 << 20;
@@ -125,6 +129,10 @@ pub(crate) struct LaunchSpec {
     /// A pidfd of the parent in the child (forkserver children, whose real
     /// parent is the server), or -1.
     pub(crate) parent_pidfd: i32,
+    /// Descriptors the child inherited across exec for multiproc's use
+    /// (memfd segments); the child marks them close-on-exec again so that
+    /// programs it execs later do not inherit them.
+    pub(crate) inherited: Vec<i32>,
 }
 
 impl LaunchSpec {
@@ -146,6 +154,10 @@ impl LaunchSpec {
         bytes(&mut out, self.parent_name.as_bytes());
         out.extend_from_slice(&self.lifeline_fd.to_le_bytes());
         out.extend_from_slice(&self.parent_pidfd.to_le_bytes());
+        out.extend_from_slice(&(self.inherited.len() as u32).to_le_bytes());
+        for fd in &self.inherited {
+            out.extend_from_slice(&fd.to_le_bytes());
+        }
         out
     }
 
@@ -181,6 +193,15 @@ impl LaunchSpec {
         let parent_name = r.string("parent name")?;
         let lifeline_fd = r.u32("lifeline")? as i32;
         let parent_pidfd = r.u32("parent pidfd")? as i32;
+        let count = r.u32("inherited count")? as usize;
+        if count > MAX_INHERITED {
+            return Err(Error::Invalid(format!(
+                "launch payload: {count} inherited descriptors"
+            )));
+        }
+        let inherited = (0..count)
+            .map(|_| r.u32("inherited").map(|fd| fd as i32))
+            .collect::<Result<Vec<i32>>>()?;
         if !r.rest.is_empty() {
             return Err(Error::Invalid(format!(
                 "launch payload: {} bytes after the last field",
@@ -197,6 +218,7 @@ impl LaunchSpec {
             parent_name,
             lifeline_fd,
             parent_pidfd,
+            inherited,
         })
     }
 
@@ -239,6 +261,13 @@ impl LaunchSpec {
     pub(crate) fn run(self) -> ! {
         if self.lifeline_fd >= 0 {
             lifeline::arm(self.lifeline_fd);
+        }
+        for &fd in &self.inherited {
+            if fd > 2 && sys::fd_is_open(fd) {
+                // SAFETY: open (checked just above), passed to this process
+                // for multiproc; borrowed for the call only.
+                let _ = sys::set_cloexec(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }, true);
+            }
         }
         children::lock().become_child(children::Me {
             identity: self.identity,
@@ -315,6 +344,7 @@ mod tests {
             parent_name: "MainProcess".into(),
             lifeline_fd: 9,
             parent_pidfd: -1,
+            inherited: vec![5, 6],
         }
     }
 
@@ -344,7 +374,7 @@ mod tests {
         assert!(LaunchSpec::decode(&spec.encode()).is_err());
         let mut data = sample().encode();
         // The daemon flag sits right before the parent pid.
-        let flag_at = data.len() - 4 - 4 - (4 + 11) - 4 - 1;
+        let flag_at = data.len() - (4 + 8) - 4 - 4 - (4 + 11) - 4 - 1;
         data[flag_at] = 7;
         assert!(LaunchSpec::decode(&data).is_err());
     }

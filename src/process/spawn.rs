@@ -46,9 +46,10 @@ fn start_child(work: &Work, launch: Launch<'_>) -> Result<Arc<ChildCell>> {
     require_init(StartMethod::Spawn)?;
     let lifeline = launch.daemon.then(lifeline::new).transpose()?;
     let lifeline_fd = lifeline.as_ref().map_or(-1, |(_, r)| r.as_raw_fd());
-    let spec = launch.spec(work, StartMethod::Spawn, lifeline_fd, -1)?;
+    let segments = shm::memfd_descriptors();
+    let spec = launch.spec(work, StartMethod::Spawn, lifeline_fd, -1, segments.clone())?;
     let payload = spec.to_memfd()?;
-    let mut keep = shm::memfd_descriptors();
+    let mut keep = segments;
     keep.push(payload.as_raw_fd());
     if lifeline_fd >= 0 {
         keep.push(lifeline_fd);
