@@ -89,18 +89,19 @@ fn open_handle(arg: &[u8]) -> i32 {
 }
 
 /// Starts a daemon child by the method in arg[0] that waits at the gate in
-/// arg[1..], stores its pid in the gate's word 2, then waits forever there
-/// itself (the test kills it).
+/// arg[2..] and stores its pid in the gate's word 2; then, if arg[1] is 1,
+/// exits normally, else waits forever (the test kills it).
 fn start_daemon_then_wait(arg: &[u8]) -> i32 {
     let method = [
         StartMethod::Fork,
         StartMethod::Spawn,
         StartMethod::ForkServer,
     ][arg[0] as usize];
-    let Ok(gate) = open(&arg[1..]) else {
+    let exit_at_once = arg[1] == 1;
+    let Ok(gate) = open(&arg[2..]) else {
         return 100;
     };
-    let daemon = Process::from_entry("wait_at_gate", arg[1..].to_vec())
+    let daemon = Process::from_entry("wait_at_gate", arg[2..].to_vec())
         .unwrap()
         .start_method(method)
         .daemon(true);
@@ -110,7 +111,16 @@ fn start_daemon_then_wait(arg: &[u8]) -> i32 {
     let words = gate.as_atomic_u32();
     words[2].store(daemon.pid().unwrap() as u32, Ordering::SeqCst);
     let _ = sys::futex_wake(&words[2], u32::MAX);
+    // Not dropped: only the end of this process may stop the daemon.
     std::mem::forget(daemon);
+    if exit_at_once {
+        // Only once the daemon is inside its entry (else the test could not
+        // tell it started at all).
+        while words[1].load(Ordering::SeqCst) == 0 {
+            let _ = sys::futex_wait(&words[1], 0, Some(DEADLINE));
+        }
+        return 0;
+    }
     loop {
         let _ = sys::futex_wait(&words[3], 0, None);
     }
@@ -359,8 +369,7 @@ fn dropped_daemon_is_killed_and_reaped(m: StartMethod) {
     assert_no_zombie(pid);
 }
 
-fn daemon_dies_with_a_killed_parent(m: StartMethod) {
-    let g = gate();
+fn daemon_dies_with_its_parent_killed_or_not(m: StartMethod) {
     let index = [
         StartMethod::Fork,
         StartMethod::Spawn,
@@ -369,16 +378,23 @@ fn daemon_dies_with_a_killed_parent(m: StartMethod) {
     .iter()
     .position(|x| *x == m)
     .unwrap() as u8;
-    let mut arg = vec![index];
-    arg.extend(handle_of(&g));
-    // The middle process is started by fork (it only needs to die).
-    let middle = entry(StartMethod::Fork, "start_daemon_then_wait", arg);
-    middle.start().unwrap();
-    let daemon = wait_word(&g, 2, 1) as i32;
-    wait_word(&g, 1, 1);
-    middle.kill().unwrap();
-    assert_eq!(join(&middle), -9);
-    wait_gone(daemon);
+    for exit_normally in [false, true] {
+        let g = gate();
+        let mut arg = vec![index, exit_normally.into()];
+        arg.extend(handle_of(&g));
+        // The middle process is started by fork (it only needs to end).
+        let middle = entry(StartMethod::Fork, "start_daemon_then_wait", arg);
+        middle.start().unwrap();
+        let daemon = wait_word(&g, 2, 1) as i32;
+        wait_word(&g, 1, 1);
+        if exit_normally {
+            assert_eq!(join(&middle), 0);
+        } else {
+            middle.kill().unwrap();
+            assert_eq!(join(&middle), -9);
+        }
+        wait_gone(daemon);
+    }
 }
 
 fn orphans_are_reaped(m: StartMethod) {
@@ -683,8 +699,8 @@ const TESTS: &[(&str, Test)] = &[
         dropped_daemon_is_killed_and_reaped,
     ),
     (
-        "daemon_dies_with_a_killed_parent",
-        daemon_dies_with_a_killed_parent,
+        "daemon_dies_with_its_parent_killed_or_not",
+        daemon_dies_with_its_parent_killed_or_not,
     ),
     ("orphans_are_reaped", orphans_are_reaped),
     ("start_from_threads", start_from_threads),
