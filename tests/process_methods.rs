@@ -278,6 +278,11 @@ fn sentinel_becomes_readable(m: StartMethod) {
     open_gate(&g, 1);
     assert!(sys::poll_readable(p.sentinel().unwrap(), Some(DEADLINE)).unwrap());
     assert_eq!(join(&p), 1);
+    // Asked for only after the join: readable at once.
+    let q = entry(m, "exit_with", vec![0]);
+    q.start().unwrap();
+    assert_eq!(join(&q), 0);
+    assert!(sys::poll_readable(q.sentinel().unwrap(), Some(Duration::ZERO)).unwrap());
 }
 
 fn panic_exits_with_one_and_a_message(m: StartMethod) {

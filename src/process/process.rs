@@ -325,7 +325,9 @@ impl Process {
 
     /// The child's pidfd, Python's `sentinel`: it becomes readable when the
     /// child ends, so it can be polled together with other descriptors. It
-    /// stays open (and readable) as long as this `Process` lives.
+    /// stays open (and readable) as long as this `Process` lives. The pidfd
+    /// is opened at the first call; asked for only after the child was
+    /// reaped, it is a descriptor that is readable already.
     ///
     /// Before `start`: [`Error::State`]; [`Error::Os`] if the kernel has no
     /// `pidfd_open` (before Linux 5.3).

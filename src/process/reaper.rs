@@ -5,7 +5,7 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, IntoRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -51,8 +51,15 @@ pub(crate) struct ChildCell {
     /// or signal it (a fork child inherits copies of its parent's cells).
     parent: i32,
     /// Readable once the child ended; or the errno of `pidfd_open` (ENOSYS
-    /// before Linux 5.3), in which case waiting polls `waitpid` instead.
-    pidfd: std::result::Result<OwnedFd, i32>,
+    /// before Linux 5.3), in which case timed waits poll `waitpid` instead.
+    /// Opened lazily, under the state lock while the child is not reaped
+    /// (so the pid still names it): a plain `join` needs none, and not
+    /// making one is a measurable part of a fork's cost.
+    pidfd: OnceLock<std::result::Result<OwnedFd, i32>>,
+    /// The sentinel handed out when it is asked for only after the child
+    /// was reaped without a pidfd: the read end of a pipe whose write end is
+    /// closed, readable for good, as the pidfd of an ended child is.
+    ended_sentinel: OnceLock<OwnedFd>,
     /// How its exit status reaches us.
     reaper: Reaper,
     /// The write end of a daemon child's lifeline (see `lifeline`), or -1.
@@ -65,18 +72,28 @@ pub(crate) struct ChildCell {
 }
 
 impl ChildCell {
-    /// The cell of the child `pid` we just forked, with its pidfd.
+    /// The cell of the child `pid` we just started (its pidfd is opened
+    /// when first needed).
     pub(crate) fn new(pid: i32) -> ChildCell {
-        let pidfd = sys::pidfd_open(pid).map_err(|e| e.raw_os_error().unwrap_or(libc::ENOSYS));
-        Self::with_pidfd(pid, pidfd)
+        ChildCell {
+            pid,
+            parent: sys::current_ids().0,
+            pidfd: OnceLock::new(),
+            ended_sentinel: OnceLock::new(),
+            reaper: Reaper::Waitpid,
+            lifeline: AtomicI32::new(-1),
+            state: Mutex::new(ChildState::Running),
+        }
     }
 
     /// A cell with the given pidfd (or `pidfd_open`'s errno).
+    #[cfg(test)]
     pub(crate) fn with_pidfd(pid: i32, pidfd: std::result::Result<OwnedFd, i32>) -> ChildCell {
         ChildCell {
             pid,
             parent: sys::current_ids().0,
-            pidfd,
+            pidfd: OnceLock::from(pidfd),
+            ended_sentinel: OnceLock::new(),
             reaper: Reaper::Waitpid,
             lifeline: AtomicI32::new(-1),
             state: Mutex::new(ChildState::Running),
@@ -89,7 +106,8 @@ impl ChildCell {
         ChildCell {
             pid,
             parent: sys::current_ids().0,
-            pidfd: Ok(pidfd),
+            pidfd: OnceLock::from(Ok(pidfd)),
+            ended_sentinel: OnceLock::new(),
             reaper: Reaper::Server(status),
             lifeline: AtomicI32::new(-1),
             state: Mutex::new(ChildState::Running),
@@ -128,14 +146,42 @@ impl ChildCell {
         sys::current_ids().0 == self.parent
     }
 
-    /// The pidfd, readable once the child ended.
+    /// The pidfd (opened now if needed), or `None` once the child was
+    /// reaped without one. Call with the state lock held: while the child
+    /// is not reaped its pid cannot name another process.
+    fn pidfd_locked(&self, state: &ChildState) -> Option<&std::result::Result<OwnedFd, i32>> {
+        if *state == ChildState::Running {
+            Some(self.pidfd.get_or_init(|| {
+                sys::pidfd_open(self.pid).map_err(|e| e.raw_os_error().unwrap_or(libc::ENOSYS))
+            }))
+        } else {
+            self.pidfd.get()
+        }
+    }
+
+    /// A descriptor that is readable once the child ended (Python's
+    /// `sentinel`): its pidfd, or, if it was reaped before anyone asked,
+    /// one that is readable already.
     pub(crate) fn pidfd(&self) -> Result<BorrowedFd<'_>> {
-        match &self.pidfd {
-            Ok(fd) => Ok(fd.as_fd()),
-            Err(errno) => Err(Error::os(
-                format!("pidfd_open({}) failed when the process started", self.pid),
+        let state = self.lock()?;
+        match self.pidfd_locked(&state) {
+            Some(Ok(fd)) => Ok(fd.as_fd()),
+            Some(Err(errno)) => Err(Error::os(
+                format!("pidfd_open({})", self.pid),
                 io::Error::from_raw_os_error(*errno),
             )),
+            None => {
+                if self.ended_sentinel.get().is_none() {
+                    let (read, write) = sys::pipe().map_err(|e| Error::os("pipe (sentinel)", e))?;
+                    drop(write);
+                    let _ = self.ended_sentinel.set(read);
+                }
+                Ok(self
+                    .ended_sentinel
+                    .get()
+                    .expect("set just above, under the state lock")
+                    .as_fd())
+            }
         }
     }
 
@@ -255,10 +301,18 @@ impl ChildCell {
                     _ => return Err(Error::Timeout),
                 },
             };
-            let ready_fd = match (&self.reaper, &self.pidfd) {
-                (Reaper::Server(status), _) => Ok(status.as_fd()),
-                (Reaper::Waitpid, Ok(fd)) => Ok(fd.as_fd()),
-                (Reaper::Waitpid, Err(e)) => Err(e),
+            let ready_fd = match &self.reaper {
+                Reaper::Server(status) => Ok(status.as_fd()),
+                Reaper::Waitpid => {
+                    let state = self.lock()?;
+                    match self.pidfd_locked(&state) {
+                        Some(Ok(fd)) => Ok(fd.as_fd()),
+                        Some(Err(e)) => Err(*e),
+                        // Reaped by another thread meanwhile: the next poll
+                        // returns its code.
+                        None => continue,
+                    }
+                }
             };
             match ready_fd {
                 Ok(fd) => {
@@ -282,11 +336,11 @@ impl ChildCell {
         if self.poll_locked(&mut state, false)?.is_some() {
             return Ok(());
         }
-        let sent = match &self.pidfd {
-            Ok(fd) => sys::pidfd_send_signal(fd.as_fd(), sig),
+        let sent = match self.pidfd.get() {
+            Some(Ok(fd)) => sys::pidfd_send_signal(fd.as_fd(), sig),
             // The state lock is held and the child is not reaped (the poll
             // just said so), so the pid still names our child.
-            Err(_) => sys::kill(self.pid, sig),
+            _ => sys::kill(self.pid, sig),
         };
         match sent {
             Ok(()) => Ok(()),
