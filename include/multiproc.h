@@ -22,13 +22,21 @@
 // the Rust `process` module).
 #define MP_START_FORK 0
 
-// Start method `spawn`: a fresh run of the same executable. Not available
-// yet: `mp_process_start` returns MP_ERR_INVALID.
+// Start method `spawn`: a fresh run of the same executable, whose `main`
+// calls `mp_register` for its entries and then `mp_init` first thing;
+// `mp_init` runs the entry there and exits. Memfd segments reach the child
+// under the same descriptor numbers, so their handle texts work there.
 #define MP_START_SPAWN 1
 
-// Start method `forkserver`. Not available yet: `mp_process_start`
-// returns MP_ERR_INVALID.
+// Start method `forkserver`: a server process (a fresh run of the same
+// executable, started at the first use) forks the child. Safe from a
+// multi-threaded parent; needs `mp_init` as `spawn` does.
 #define MP_START_FORKSERVER 2
+
+// Flag OR-ed into the method of `mp_process_start`: the child is a daemon,
+// killed (SIGKILL) when its `mp_process_t` is freed while it runs, and
+// when this process ends in any way (killed included).
+#define MP_START_DAEMON 256
 
 // Pages seen by fork children only (`MAP_SHARED | MAP_ANONYMOUS`).
 #define MP_BACKING_ANONYMOUS 0
@@ -620,9 +628,11 @@ void mp_cond_free(mp_cond_t *c);
 int mp_register(const char *name, mp_entry_fn fn);
 
 // Call first in `main`, after `mp_register`, with `main`'s arguments.
-// For now it checks them and records that it ran (`fork` needs no set-up);
-// with the `spawn` start method (coming) it will run, in a spawned child,
-// the entry point the parent named and exit.
+// In the main process it checks them, records that it ran (spawn and
+// forkserver require it) and returns MP_OK. In a child started by
+// MP_START_SPAWN it runs the entry point the parent named and exits with
+// its code; in the fork server it serves and exits: it does not return
+// there.
 //
 // MP_ERR_INVALID for a negative `argc` or a NULL among `argv[0..argc]`;
 // MP_ERR_NULL for a NULL `argv` with `argc > 0`.
@@ -636,10 +646,10 @@ int mp_init(int argc, char **argv);
 // of the `arg_len` bytes at `arg` (`arg` may be NULL when `arg_len` is 0),
 // and stores the new process in `*out`.
 //
-// `method` is MP_START_FORK (only fork is available yet: MP_START_SPAWN and
-// MP_START_FORKSERVER give MP_ERR_INVALID; any other number too).
-// MP_ERR_NOT_FOUND for an unregistered `entry`: nothing starts. On error
-// `*out` is left as it was.
+// `method` is MP_START_FORK, MP_START_SPAWN or MP_START_FORKSERVER,
+// optionally `| MP_START_DAEMON` (any other number: MP_ERR_INVALID). MP_ERR_NOT_FOUND for an unregistered
+// `entry`: nothing starts. MP_ERR_STATE for spawn or forkserver when
+// `mp_init` did not run. On error `*out` is left as it was.
 //
 // # Safety
 //
@@ -722,6 +732,10 @@ int mp_process_sentinel(mp_process_t *p, int *fd);
 //
 // - `p` is NULL or a process from `mp_process_start`; not used afterwards.
 void mp_process_free(mp_process_t *p);
+
+// The pid of the process that started this one (Python's
+// `parent_process().pid`), or 0 in a process multiproc did not start.
+int mp_parent_pid(void);
 
 // How many CPUs this process may run on (affinity and cgroup quota
 // respected, unlike Python's `os.cpu_count()`), or a negative MP_ERR_* code.

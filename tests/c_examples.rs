@@ -89,6 +89,7 @@ c_examples! {
     deposit_withdraw,
     process_exitcodes,
     segment_fork,
+    start_methods,
     status_codes,
 }
 

@@ -10,12 +10,20 @@ use crate::process::{self, Entry, Process, StartMethod};
 /// entry there. Unsafe after the parent started threads (see the docs of
 /// the Rust `process` module).
 pub const MP_START_FORK: c_int = 0;
-/// Start method `spawn`: a fresh run of the same executable. Not available
-/// yet: `mp_process_start` returns MP_ERR_INVALID.
+/// Start method `spawn`: a fresh run of the same executable, whose `main`
+/// calls `mp_register` for its entries and then `mp_init` first thing;
+/// `mp_init` runs the entry there and exits. Memfd segments reach the child
+/// under the same descriptor numbers, so their handle texts work there.
 pub const MP_START_SPAWN: c_int = 1;
-/// Start method `forkserver`. Not available yet: `mp_process_start`
-/// returns MP_ERR_INVALID.
+/// Start method `forkserver`: a server process (a fresh run of the same
+/// executable, started at the first use) forks the child. Safe from a
+/// multi-threaded parent; needs `mp_init` as `spawn` does.
 pub const MP_START_FORKSERVER: c_int = 2;
+
+/// Flag OR-ed into the method of `mp_process_start`: the child is a daemon,
+/// killed (SIGKILL) when its `mp_process_t` is freed while it runs, and
+/// when this process ends in any way (killed included).
+pub const MP_START_DAEMON: c_int = 0x100;
 
 /// An entry point: runs in the child on the `arg_len` bytes at `arg` given
 /// to `mp_process_start`, and returns the child's exit code (the parent
@@ -44,16 +52,21 @@ unsafe fn process_ref<'a>(p: *const mp_process_t) -> Result<&'a Process> {
     unsafe { Tagged::get(p.cast::<Tagged<Process>>(), TAG_PROCESS, "p") }
 }
 
-fn start_method_from_c(method: c_int) -> Result<StartMethod> {
-    match method {
-        MP_START_FORK => Ok(StartMethod::Fork),
-        MP_START_SPAWN => Ok(StartMethod::Spawn),
-        MP_START_FORKSERVER => Ok(StartMethod::ForkServer),
-        other => Err(Error::Invalid(format!(
-            "method is {other}: expected MP_START_FORK (0), MP_START_SPAWN (1) or \
-             MP_START_FORKSERVER (2)"
-        ))),
-    }
+/// The start method and the daemon flag of a C `method`.
+fn start_method_from_c(method: c_int) -> Result<(StartMethod, bool)> {
+    let daemon = method & MP_START_DAEMON != 0;
+    let kind = match method & !MP_START_DAEMON {
+        MP_START_FORK => StartMethod::Fork,
+        MP_START_SPAWN => StartMethod::Spawn,
+        MP_START_FORKSERVER => StartMethod::ForkServer,
+        _ => {
+            return Err(Error::Invalid(format!(
+                "method is {method}: expected MP_START_FORK (0), MP_START_SPAWN (1) or \
+                 MP_START_FORKSERVER (2), optionally | MP_START_DAEMON"
+            )));
+        }
+    };
+    Ok((kind, daemon))
 }
 
 /// Registers `fn` as the entry point `name` (1 to 255 bytes of UTF-8) for
@@ -78,9 +91,11 @@ pub unsafe extern "C" fn mp_register(name: *const c_char, r#fn: mp_entry_fn) -> 
 }
 
 /// Call first in `main`, after `mp_register`, with `main`'s arguments.
-/// For now it checks them and records that it ran (`fork` needs no set-up);
-/// with the `spawn` start method (coming) it will run, in a spawned child,
-/// the entry point the parent named and exit.
+/// In the main process it checks them, records that it ran (spawn and
+/// forkserver require it) and returns MP_OK. In a child started by
+/// MP_START_SPAWN it runs the entry point the parent named and exits with
+/// its code; in the fork server it serves and exits: it does not return
+/// there.
 ///
 /// MP_ERR_INVALID for a negative `argc` or a NULL among `argv[0..argc]`;
 /// MP_ERR_NULL for a NULL `argv` with `argc > 0`.
@@ -115,10 +130,10 @@ pub unsafe extern "C" fn mp_init(argc: c_int, argv: *mut *mut c_char) -> c_int {
 /// of the `arg_len` bytes at `arg` (`arg` may be NULL when `arg_len` is 0),
 /// and stores the new process in `*out`.
 ///
-/// `method` is MP_START_FORK (only fork is available yet: MP_START_SPAWN and
-/// MP_START_FORKSERVER give MP_ERR_INVALID; any other number too).
-/// MP_ERR_NOT_FOUND for an unregistered `entry`: nothing starts. On error
-/// `*out` is left as it was.
+/// `method` is MP_START_FORK, MP_START_SPAWN or MP_START_FORKSERVER,
+/// optionally `| MP_START_DAEMON` (any other number: MP_ERR_INVALID). MP_ERR_NOT_FOUND for an unregistered
+/// `entry`: nothing starts. MP_ERR_STATE for spawn or forkserver when
+/// `mp_init` did not run. On error `*out` is left as it was.
 ///
 /// # Safety
 ///
@@ -138,7 +153,7 @@ pub unsafe extern "C" fn mp_process_start(
         let out = unsafe { non_null_mut(out, "out") }?;
         // SAFETY: the caller promises `entry` is NULL or NUL-terminated.
         let entry = unsafe { c_str(entry, "entry") }?;
-        let method = start_method_from_c(method)?;
+        let (method, daemon) = start_method_from_c(method)?;
         let arg = match (arg.is_null(), arg_len) {
             (true, 0) => Vec::new(),
             (true, _) => return Err(Error::Null("arg")),
@@ -151,7 +166,9 @@ pub unsafe extern "C" fn mp_process_start(
             // bytes, which is at most isize::MAX.
             (false, len) => unsafe { std::slice::from_raw_parts(arg, len) }.to_vec(),
         };
-        let process = Process::from_entry(entry, arg)?.start_method(method);
+        let process = Process::from_entry(entry, arg)?
+            .start_method(method)
+            .daemon(daemon);
         process.start()?;
         *out = Tagged::boxed(TAG_PROCESS, process).cast::<mp_process_t>();
         Ok(MP_OK)
@@ -306,6 +323,15 @@ pub unsafe extern "C" fn mp_process_free(p: *mut mp_process_t) {
     });
 }
 
+/// The pid of the process that started this one (Python's
+/// `parent_process().pid`), or 0 in a process multiproc did not start.
+#[unsafe(no_mangle)]
+pub extern "C" fn mp_parent_pid() -> c_int {
+    guard("mp_parent_pid", || {
+        Ok(process::parent_process().map_or(0, |p| p.pid()))
+    })
+}
+
 /// How many CPUs this process may run on (affinity and cgroup quota
 /// respected, unlike Python's `os.cpu_count()`), or a negative MP_ERR_* code.
 #[unsafe(no_mangle)]
@@ -321,10 +347,21 @@ mod tests {
 
     #[test]
     fn start_methods_from_c() {
-        assert_eq!(start_method_from_c(0).unwrap(), StartMethod::Fork);
-        assert_eq!(start_method_from_c(1).unwrap(), StartMethod::Spawn);
-        assert_eq!(start_method_from_c(2).unwrap(), StartMethod::ForkServer);
+        assert_eq!(start_method_from_c(0).unwrap(), (StartMethod::Fork, false));
+        assert_eq!(start_method_from_c(1).unwrap(), (StartMethod::Spawn, false));
+        assert_eq!(
+            start_method_from_c(2).unwrap(),
+            (StartMethod::ForkServer, false)
+        );
+        assert_eq!(
+            start_method_from_c(2 | MP_START_DAEMON).unwrap(),
+            (StartMethod::ForkServer, true)
+        );
         assert!(matches!(start_method_from_c(3), Err(Error::Invalid(_))));
         assert!(matches!(start_method_from_c(-1), Err(Error::Invalid(_))));
+        assert!(matches!(
+            start_method_from_c(3 | MP_START_DAEMON),
+            Err(Error::Invalid(_))
+        ));
     }
 }

@@ -12,23 +12,54 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::reaper::ChildCell;
 
-/// The table; one per process. A fork child empties its copy at once (see
-/// [`Children::become_child`]).
+/// The table; one per process. A started child resets its copy at once
+/// (see [`Children::become_child`]).
 #[derive(Debug)]
 pub(crate) struct Children {
     /// Children started here and not known to be reaped, orphans included.
     unreaped: Vec<Arc<ChildCell>>,
-    /// Python's `_identity` of this process: empty in the main process,
-    /// `[2]` in the child started by the second `Process` made there,
-    /// `[2, 1]` in that child's first child. Names are `Process-2:1`.
-    identity: Vec<u32>,
+    /// Who this process is.
+    pub(crate) me: Me,
     /// How many `Process` objects this process made; numbers the next one.
     created: u32,
 }
 
+/// Who this process is: what `current_process()` and `parent_process()`
+/// report.
+#[derive(Debug)]
+pub(crate) struct Me {
+    /// Python's `_identity`: empty in the main process, `[2]` in the child
+    /// started by the second `Process` made there, `[2, 1]` in that child's
+    /// first child. Names are `Process-2:1`.
+    pub(crate) identity: Vec<u32>,
+    /// The name; empty in the main process, which is called `MainProcess`.
+    pub(crate) name: String,
+    /// Whether this process was started as a daemon.
+    pub(crate) daemon: bool,
+    /// The process that started this one; `None` in the main process.
+    pub(crate) parent: Option<Parent>,
+}
+
+/// The process that started this one.
+#[derive(Debug, Clone)]
+pub(crate) struct Parent {
+    /// Its pid.
+    pub(crate) pid: i32,
+    /// Its name.
+    pub(crate) name: String,
+    /// A pidfd of it, kept open for the life of this process, when it is not
+    /// our real parent (forkserver children); `None`: it is `getppid()`'s.
+    pub(crate) pidfd: Option<i32>,
+}
+
 static CHILDREN: Mutex<Children> = Mutex::new(Children {
     unreaped: Vec::new(),
-    identity: Vec::new(),
+    me: Me {
+        identity: Vec::new(),
+        name: String::new(),
+        daemon: false,
+        parent: None,
+    },
     created: 0,
 });
 
@@ -47,7 +78,7 @@ impl Children {
     /// The identity of the next `Process` made here; counts it.
     pub(crate) fn next_identity(&mut self) -> Vec<u32> {
         self.created += 1;
-        let mut identity = self.identity.clone();
+        let mut identity = self.me.identity.clone();
         identity.push(self.created);
         identity
     }
@@ -74,13 +105,32 @@ impl Children {
         self.unreaped.iter().map(|c| c.pid()).collect()
     }
 
-    /// In a fork child, right after `fork`: the parent's children are not
-    /// ours (their cells refuse to wait or signal from here anyway), and
-    /// this process now has `identity`, with no `Process` made yet.
-    pub(crate) fn become_child(&mut self, identity: Vec<u32>) {
-        self.unreaped.clear();
-        self.identity = identity;
+    /// In a child, first thing: the parent's children are not ours (their
+    /// cells refuse to wait or signal from here anyway, and the lifelines of
+    /// its daemon children are closed here so that only the parent holds
+    /// them), and this process is now `me`, with no `Process` made yet.
+    ///
+    /// In a fork child this runs right after `fork` with the table lock
+    /// held since before it; it allocates, as the rest of a fork child does
+    /// (see the module docs on fork and threads).
+    pub(crate) fn become_child(&mut self, me: Me) {
+        for child in self.unreaped.drain(..) {
+            child.close_lifeline();
+        }
+        // The parent's `Me` is not freed: the child is about to run its
+        // target and exit, and not touching the allocator here keeps a fork
+        // child cheap.
+        std::mem::forget(std::mem::replace(&mut self.me, me));
         self.created = 0;
+    }
+
+    /// The name of this process: `MainProcess` in the main one.
+    pub(crate) fn my_name(&self) -> String {
+        if self.me.name.is_empty() && self.me.parent.is_none() {
+            "MainProcess".into()
+        } else {
+            self.me.name.clone()
+        }
     }
 }
 
@@ -134,12 +184,22 @@ mod tests {
     fn identities_extend_the_current_one() {
         let mut table = Children {
             unreaped: Vec::new(),
-            identity: vec![3],
+            me: Me {
+                identity: vec![3],
+                name: "Process-3".into(),
+                daemon: false,
+                parent: None,
+            },
             created: 0,
         };
         assert_eq!(table.next_identity(), vec![3, 1]);
         assert_eq!(table.next_identity(), vec![3, 2]);
-        table.become_child(vec![3, 2]);
+        table.become_child(Me {
+            identity: vec![3, 2],
+            name: "Process-3:2".into(),
+            daemon: false,
+            parent: None,
+        });
         assert_eq!(table.next_identity(), vec![3, 2, 1]);
     }
 }

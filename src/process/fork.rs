@@ -1,25 +1,32 @@
 //! The `fork` start method: the child runs the target in a copy of the
 //! parent and `_exit`s with its exit code.
 
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 
-use super::children;
-use super::exit::{self, Target};
+use super::children::{self, Me, Parent};
+use super::exit;
+use super::launch::{Launch, Work};
+use super::lifeline;
 use super::reaper::ChildCell;
 use crate::error::Error;
 use crate::sys::{self, Forked};
 
-/// Forks a child that runs `target` as the process `name` with `identity`;
-/// in the parent returns the child's cell, already tracked in the table of
-/// children. On failure nothing started and `target` comes back.
+/// Forks a child that runs `work` as `launch` describes; in the parent
+/// returns the child's cell, already tracked in the table of children. On
+/// failure nothing started and `work` comes back.
 ///
-/// The parent drops its copy of `target` (and what it captured) before
+/// The parent drops its copy of `work` (and what it captured) before
 /// returning: from then on the child's copy is the only one in use.
 pub(crate) fn start(
-    target: Target,
-    name: &str,
-    identity: &[u32],
-) -> std::result::Result<Arc<ChildCell>, (Target, Error)> {
+    work: Work,
+    launch: Launch<'_>,
+) -> std::result::Result<Arc<ChildCell>, (Work, Error)> {
+    let lifeline = match launch.daemon.then(lifeline::new).transpose() {
+        Ok(l) => l,
+        Err(e) => return Err((work, e)),
+    };
+    let target = work.into_target();
     // Held across fork so that the child finds them unlocked and
     // consistent, whatever other threads of the parent were doing: Rust's
     // stdout and stderr (the child flushes them before it exits) and the
@@ -29,6 +36,18 @@ pub(crate) fn start(
     let stderr = std::io::stderr().lock();
     let mut table = children::lock();
     table.reap_finished();
+    // Built here, not in the child: a fork child that allocates less
+    // touches fewer pages (each first touch is a page fault there).
+    let me = Me {
+        identity: launch.identity.to_vec(),
+        name: launch.name.to_owned(),
+        daemon: launch.daemon,
+        parent: Some(Parent {
+            pid: sys::getpid(),
+            name: table.my_name(),
+            pidfd: None,
+        }),
+    };
     // Pending output would otherwise be written twice: by the parent, and
     // by the child from its copy of the buffers.
     exit::flush_std_streams();
@@ -45,17 +64,29 @@ pub(crate) fn start(
             drop(table);
             drop(stderr);
             drop(stdout);
-            Err((target, Error::os("fork", e)))
+            let work = Work::Closure(target);
+            Err((work, Error::os("fork", e)))
         }
         Ok(Forked::Child) => {
-            table.become_child(identity.to_vec());
+            if let Some((write_end, read_end)) = lifeline {
+                drop(write_end);
+                lifeline::arm(read_end.as_raw_fd());
+                // Kept open for the life of the child.
+                std::mem::forget(read_end);
+            }
+            table.become_child(me);
             drop(table);
             drop(stderr);
             drop(stdout);
-            exit::run_child(target, name)
+            exit::run_child(target, launch.name)
         }
         Ok(Forked::Parent(pid)) => {
-            let child = Arc::new(ChildCell::new(pid));
+            let mut cell = ChildCell::new(pid);
+            if let Some((write_end, read_end)) = lifeline {
+                drop::<OwnedFd>(read_end);
+                cell = cell.with_lifeline(write_end);
+            }
+            let child = Arc::new(cell);
             table.track(Arc::clone(&child));
             drop(table);
             drop(stderr);
@@ -63,6 +94,7 @@ pub(crate) fn start(
             // Dropped only now, with no lock held: its captures' destructors
             // are the caller's code and may start or reap processes.
             drop(target);
+            drop(me);
             Ok(child)
         }
     }

@@ -26,10 +26,42 @@
 //!
 //! # Start methods
 //!
-//! [`StartMethod::Fork`] is the only one available yet. `Spawn` (a fresh
-//! run of the same executable, which calls [`init`] first thing in `main`)
-//! and `ForkServer` are coming; for now [`Process::start`] refuses them with
-//! [`Error::Invalid`].
+//! As Python's, chosen per process ([`Process::start_method`]), per
+//! [`Context`] ([`get_context`]) or as the default of
+//! [`Process::from_entry`] ([`set_start_method`]):
+//!
+//! - [`StartMethod::Fork`]: the child is a copy of the parent and runs a
+//!   closure or an entry. Fastest; unsafe after the parent started threads
+//!   (below).
+//! - [`StartMethod::Spawn`]: a fresh run of the same executable
+//!   (`posix_spawn` of `/proc/self/exe`) runs a registered entry. `main`
+//!   must register its entries and call [`init`] first; the parent refuses
+//!   to spawn unless it ran `init` itself (a program that does not would
+//!   run its whole `main` again in the child).
+//! - [`StartMethod::ForkServer`]: a server, itself a fresh run of the
+//!   executable started at the first use, forks the children; safe from a
+//!   multi-threaded parent. Same requirements as spawn.
+//!
+//! Spawn and forkserver children run registered entries only (a closure
+//! cannot travel to another program: [`Error::Invalid`]). Shared objects
+//! reach them by handle: put the handle texts in the argument bytes and
+//! open them in the child. Every memfd segment the parent maps at `start`
+//! is inherited under the same descriptor number, so a `mp1:memfd:` handle
+//! text resolves unchanged; named segments resolve by name; anonymous ones
+//! only in fork children. The whole [`Process`] API, the exit codes and the
+//! reaping rules are the same for the three methods.
+//!
+//! # Daemons
+//!
+//! A daemon child ([`Process::daemon`]) is killed (SIGKILL) when its
+//! `Process` is dropped, and when the parent process ends in any way,
+//! killed included: the child holds the read end of a pipe whose only
+//! write end the parent holds, armed so that the kernel sends the child
+//! SIGKILL when that end closes. Unlike `prctl(PR_SET_PDEATHSIG)`, which
+//! fires when the *thread* that forked the child exits, this follows the
+//! parent process. The one gap: a raw `fork()` made outside multiproc
+//! inherits the write end and keeps the daemon alive until it exits or
+//! execs.
 //!
 //! # Fork and threads
 //!
@@ -76,24 +108,41 @@
 //! reaps children itself (`waitpid(-1)`, or SIGCHLD set to `SIG_IGN`) takes
 //! their exit codes away: `join` then fails with [`Error::Os`] (`ECHILD`).
 //!
-//! Waiting sleeps in `poll(2)` on the child's pidfd. On kernels without
-//! `pidfd_open` (before Linux 5.3) it polls `waitpid` instead, pausing
-//! between 1 and 50 ms.
+//! A `join` without a timeout sleeps in `waitid(WNOWAIT)`; with a timeout,
+//! in `poll(2)` on the child's pidfd. On kernels without `pidfd_open`
+//! (before Linux 5.3) a timed wait polls `waitpid` instead, pausing between
+//! 1 and 50 ms, and forkserver is not available. A forkserver child is the
+//! server's child: the server reaps it and sends its exit code to the
+//! parent, whose `join` waits for that message; its pid, pidfd (the
+//! sentinel) and signals work as for the other methods.
 
 // `process::process` holds the type `Process`, as in Python's module layout.
 #[allow(clippy::module_inception)]
 mod process;
 
 mod children;
+mod context;
+mod current;
 mod exit;
 mod fork;
+mod forkserver;
+mod launch;
+mod lifeline;
 mod reaper;
 mod registry;
+mod spawn;
+#[cfg(feature = "serde")]
+mod typed;
 
 pub use children::active_children;
+pub use context::{Context, get_context, get_start_method, set_start_method};
+pub use current::{CurrentProcess, ParentProcess, current_process, parent_process};
 pub use exit::IntoExitCode;
+pub use forkserver::server_pid as forkserver_pid;
 pub use process::Process;
 pub use registry::{MAX_ENTRY_NAME, register};
+#[cfg(feature = "serde")]
+pub use typed::decode_arg;
 
 pub(crate) use registry::{Entry, register_entry};
 
@@ -104,19 +153,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::error::{Error, Result};
 
 /// How a child is started, as Python's start methods
-/// (`multiprocessing.get_context(...)`).
-///
-/// Only `Fork` is available yet; see the [module docs](self#start-methods).
+/// (`multiprocessing.get_context(...)`); see the [module
+/// docs](self#start-methods).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum StartMethod {
     /// The child is a copy of the parent and runs the target there.
     #[default]
     Fork,
     /// The child is a fresh run of the same executable, which runs the
-    /// registered entry point named by the parent. Not available yet.
+    /// registered entry point named by the parent.
     Spawn,
-    /// A server process, started early, forks the children. Not available
-    /// yet.
+    /// A server process, a fresh run of the same executable started at the
+    /// first use, forks the children.
     ForkServer,
 }
 
@@ -177,9 +225,17 @@ static INIT_RAN: AtomicBool = AtomicBool::new(false);
 
 /// Call first thing in `main`, after registering entry points.
 ///
-/// For now it only records that it ran: `fork` needs no set-up. With the
-/// `spawn` start method (coming) it will run, in a spawned child, the
-/// registered entry point the parent named, and exit.
+/// In the main process it records that it ran (the `spawn` and
+/// `forkserver` start methods require it: they run this program again) and
+/// returns. In a child started by `spawn` it runs the entry point the parent
+/// named, with its argument bytes, and exits with its code: it never
+/// returns there. In the fork server it serves, and never returns either.
+/// The environment variables multiproc uses to tell them apart
+/// (`MULTIPROC_LAUNCH_FD`, `MULTIPROC_FORKSERVER_FD`) are removed first.
+///
+/// A malformed launch payload (e.g. the variable set by hand) is reported
+/// on stderr and ends the process with exit code 1, rather than letting a
+/// would-be child run the parent's `main`.
 ///
 /// ```
 /// multiproc::process::init()?;
@@ -189,7 +245,46 @@ static INIT_RAN: AtomicBool = AtomicBool::new(false);
 pub fn init() -> Result<()> {
     // Relaxed: a flag with no data published behind it.
     INIT_RAN.store(true, Ordering::Relaxed);
+    if let Some(fd) = take_fd_variable(spawn::LAUNCH_ENV) {
+        match launch::LaunchSpec::from_fd(fd) {
+            Ok(spec) => spec.run(),
+            Err(e) => {
+                use std::io::Write;
+                let _ = writeln!(std::io::stderr(), "multiproc::process::init: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    if let Some(fd) = take_fd_variable(spawn::FORKSERVER_ENV) {
+        forkserver::serve(fd);
+    }
     Ok(())
+}
+
+/// Removes the variable `name` and returns the descriptor it names, if it
+/// is set. A value that is not an open descriptor ends the process (exit
+/// code 1, message on stderr): see [`init`].
+fn take_fd_variable(name: &str) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let value = std::env::var_os(name)?;
+    // SAFETY: `init` is documented to run first thing in `main`, before the
+    // program starts threads, so nothing reads the environment concurrently.
+    unsafe { std::env::remove_var(name) };
+    let fd = value
+        .to_str()
+        .and_then(|v| v.parse::<i32>().ok())
+        .filter(|fd| *fd > 2 && crate::sys::fd_is_open(*fd));
+    let Some(fd) = fd else {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "multiproc::process::init: {name}={value:?} is not an open descriptor"
+        );
+        std::process::exit(1);
+    };
+    // SAFETY: the descriptor was passed to this process for multiproc
+    // alone (its number in a variable only multiproc sets), and it is open.
+    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
 
 /// Whether [`init`] (or C's `mp_init`) ran in this process.

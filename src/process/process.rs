@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use super::StartMethod;
 use super::children;
-use super::exit::{IntoExitCode, Target};
-use super::fork;
+use super::context;
+use super::exit::IntoExitCode;
+use super::launch::{Launch, Work};
 use super::reaper::ChildCell;
 use super::registry;
+use super::{fork, forkserver, spawn};
 use crate::error::{Error, Result};
 
 /// A child process running a closure or a registered entry point, as
@@ -46,9 +48,11 @@ pub struct Process {
     daemon: bool,
     method: StartMethod,
     /// Taken by the first `start`; put back if that start failed.
-    target: Mutex<Option<Target>>,
-    /// Set once, by the `start` that succeeded.
+    work: Mutex<Option<Work>>,
+    /// Set once, by the `start` that succeeded; emptied by `close`.
     child: OnceLock<Arc<ChildCell>>,
+    /// Set by `close`.
+    closed: bool,
 }
 
 impl Process {
@@ -63,29 +67,42 @@ impl Process {
         F: FnOnce() -> R + Send + 'static,
         R: IntoExitCode,
     {
-        Self::with_target(Box::new(move || target().into_exit_code()))
+        Self::with_work(
+            Work::Closure(Box::new(move || target().into_exit_code())),
+            StartMethod::Fork,
+        )
     }
 
     /// A process that will run the entry point registered under `name`
     /// (with [`register`](super::register), or `mp_register` from C) on
     /// `arg`, and exit with the code it returns.
     ///
+    /// It starts with the default start method
+    /// ([`set_start_method`](super::set_start_method); fork unless set).
     /// An unregistered `name` is [`Error::NotFound`], before anything starts.
     /// See [`register`](super::register) for an example.
     pub fn from_entry(name: &str, arg: Vec<u8>) -> Result<Process> {
         let entry = registry::lookup(name)?;
-        Ok(Self::with_target(Box::new(move || entry.call(&arg))))
+        Ok(Self::with_work(
+            Work::Entry {
+                name: name.to_owned(),
+                entry,
+                arg,
+            },
+            context::default_method(),
+        ))
     }
 
-    fn with_target(target: Target) -> Process {
+    fn with_work(work: Work, method: StartMethod) -> Process {
         let identity = children::lock().next_identity();
         Process {
             name: children::default_name(&identity),
             identity,
             daemon: false,
-            method: StartMethod::Fork,
-            target: Mutex::new(Some(target)),
+            method,
+            work: Mutex::new(Some(work)),
             child: OnceLock::new(),
+            closed: false,
         }
     }
 
@@ -96,18 +113,19 @@ impl Process {
     }
 
     /// Sets whether the child is a daemon: killed (SIGKILL) and reaped when
-    /// this `Process` is dropped while the child still runs. A non-daemon
-    /// child keeps running then (see the type's docs). Unlike Python there is
-    /// no interpreter exit to kill daemons at: a `Process` that is never
-    /// dropped (leaked, or alive at `std::process::exit`) leaves its child
-    /// running.
+    /// this `Process` is dropped while the child still runs, and killed
+    /// (SIGKILL) by the kernel when this process ends in any way, even
+    /// killed itself (see the lifeline in the [module
+    /// docs](super#daemons)). A non-daemon child keeps running in both cases
+    /// (see the type's docs).
     pub fn daemon(mut self, daemon: bool) -> Process {
         self.daemon = daemon;
         self
     }
 
-    /// Sets the start method. Only [`StartMethod::Fork`] is available yet:
-    /// with another, [`start`](Process::start) fails with [`Error::Invalid`].
+    /// Sets the start method. A closure ([`Process::new`]) can only be
+    /// started by [`StartMethod::Fork`]; with another,
+    /// [`start`](Process::start) fails with [`Error::Invalid`].
     pub fn start_method(mut self, method: StartMethod) -> Process {
         self.method = method;
         self
@@ -128,47 +146,59 @@ impl Process {
         self.method
     }
 
-    /// Starts the child.
+    /// Starts the child by its start method:
     ///
-    /// With [`StartMethod::Fork`], the child is a copy of this process
-    /// that runs the target and `_exit`s: read the [module
-    /// docs](super#fork-and-threads) about fork and threads. This process
-    /// drops its copy of the target (and what the closure captured) before
-    /// `start` returns. Also reaps ended orphans.
+    /// - [`StartMethod::Fork`]: a copy of this process runs the target and
+    ///   `_exit`s: read the [module docs](super#fork-and-threads) about fork
+    ///   and threads.
+    /// - [`StartMethod::Spawn`]: a fresh run of this executable, whose
+    ///   `main` calls [`init`](super::init) first, runs the entry.
+    /// - [`StartMethod::ForkServer`]: the fork server (started at the first
+    ///   use) forks a child that runs the entry.
+    ///
+    /// This process drops its copy of the target (and what the closure
+    /// captured) before `start` returns. Also reaps ended orphans.
     ///
     /// Errors: [`Error::State`] if started before (even if that start is still
-    /// under way in another thread); [`Error::Invalid`] for a start method
-    /// not available yet; [`Error::Os`] if `fork` failed, in which case the
-    /// process can be started again.
+    /// under way in another thread) or closed; [`Error::Invalid`] for a
+    /// closure with another method than fork; [`Error::Os`] if the system
+    /// refused (then the process can be started again).
     pub fn start(&self) -> Result<()> {
-        if self.method != StartMethod::Fork {
-            return Err(Error::Invalid(format!(
-                "start method {} is not available yet",
-                self.method.name()
-            )));
-        }
-        let mut slot = self.target.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(target) = slot.take() else {
+        let mut slot = self.work.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(work) = slot.take() else {
             return Err(Error::State(format!(
                 "process {} was already started",
                 self.name
             )));
         };
-        match fork::start(target, &self.name, &self.identity) {
+        let launch = Launch {
+            name: &self.name,
+            identity: &self.identity,
+            daemon: self.daemon,
+        };
+        let started = match self.method {
+            StartMethod::Fork => fork::start(work, launch),
+            StartMethod::Spawn => spawn::start(work, launch),
+            StartMethod::ForkServer => forkserver::start(work, launch),
+        };
+        match started {
             Ok(child) => {
                 // The slot was full and is now empty under its lock: this is
                 // the one start that succeeds, so the cell is still unset.
                 let _ = self.child.set(child);
                 Ok(())
             }
-            Err((target, err)) => {
-                *slot = Some(target);
+            Err((work, err)) => {
+                *slot = Some(work);
                 Err(err)
             }
         }
     }
 
     fn started(&self) -> Result<&ChildCell> {
+        if self.closed {
+            return Err(Error::State(format!("process {} was closed", self.name)));
+        }
         self.child
             .get()
             .map(|c| &**c)
@@ -208,6 +238,41 @@ impl Process {
         let child = self.started()?;
         children::lock().reap_finished();
         child.wait(timeout)
+    }
+
+    /// Releases what this `Process` holds for its ended child (its pidfd
+    /// and exit status), as Python's `close()`; afterwards every method
+    /// that needs the child gives [`Error::State`]. Closing again is fine.
+    ///
+    /// [`Error::State`] while the child runs (join it first); a process
+    /// never started can be closed.
+    ///
+    /// ```
+    /// use multiproc::{Error, process::Process};
+    ///
+    /// let mut child = Process::new(|| 0);
+    /// child.start()?;
+    /// child.join(None)?;
+    /// child.close()?;
+    /// assert!(matches!(child.join(None), Err(Error::State(_))));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn close(&mut self) -> Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        if let Some(child) = self.child.get()
+            && child.is_ours()
+            && matches!(child.poll(), Ok(None))
+        {
+            return Err(Error::State(format!(
+                "process {} is still running: join it before close",
+                self.name
+            )));
+        }
+        self.child.take();
+        self.closed = true;
+        Ok(())
     }
 
     /// The child's pid once started (also after it ended), else `None`.
@@ -260,7 +325,9 @@ impl Process {
 
     /// The child's pidfd, Python's `sentinel`: it becomes readable when the
     /// child ends, so it can be polled together with other descriptors. It
-    /// stays open (and readable) as long as this `Process` lives.
+    /// stays open (and readable) as long as this `Process` lives. The pidfd
+    /// is opened at the first call; asked for only after the child was
+    /// reaped, it is a descriptor that is readable already.
     ///
     /// Before `start`: [`Error::State`]; [`Error::Os`] if the kernel has no
     /// `pidfd_open` (before Linux 5.3).

@@ -3,8 +3,9 @@
 //! that a pid is reaped once and never signalled after it was reaped.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::os::fd::{AsFd, BorrowedFd, IntoRawFd, OwnedFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -26,6 +27,17 @@ enum ChildState {
     Lost,
 }
 
+/// Who reaps the child and hands over its exit status.
+#[derive(Debug)]
+enum Reaper {
+    /// It is our own child: `waitpid` (fork and spawn).
+    Waitpid,
+    /// The forkserver forked it and reaps it; the server sends its exit code
+    /// (an `i32`, little-endian) on this socket, which also becomes
+    /// readable (end of file) if the server died first.
+    Server(OwnedFd),
+}
+
 /// A child started by this process.
 ///
 /// Shared (`Arc`) by its `Process` and the table of unreaped children, so a
@@ -39,27 +51,87 @@ pub(crate) struct ChildCell {
     /// or signal it (a fork child inherits copies of its parent's cells).
     parent: i32,
     /// Readable once the child ended; or the errno of `pidfd_open` (ENOSYS
-    /// before Linux 5.3), in which case waiting polls `waitpid` instead.
-    pidfd: std::result::Result<OwnedFd, i32>,
+    /// before Linux 5.3), in which case timed waits poll `waitpid` instead.
+    /// Opened lazily, under the state lock while the child is not reaped
+    /// (so the pid still names it): a plain `join` needs none, and not
+    /// making one is a measurable part of a fork's cost.
+    pidfd: OnceLock<std::result::Result<OwnedFd, i32>>,
+    /// The sentinel handed out when it is asked for only after the child
+    /// was reaped without a pidfd: the read end of a pipe whose write end is
+    /// closed, readable for good, as the pidfd of an ended child is.
+    ended_sentinel: OnceLock<OwnedFd>,
+    /// How its exit status reaches us.
+    reaper: Reaper,
+    /// The write end of a daemon child's lifeline (see `lifeline`), or -1.
+    /// Owned by the cell: closed once the child was reaped, when the cell
+    /// drops, or in a fork child that inherited it (`close_lifeline`).
+    lifeline: AtomicI32,
     /// Reaping and signalling happen under this lock, so a signal can never
     /// reach a pid after we reaped it.
     state: Mutex<ChildState>,
 }
 
 impl ChildCell {
-    /// The cell of the child `pid` we just forked, with its pidfd.
+    /// The cell of the child `pid` we just started (its pidfd is opened
+    /// when first needed).
     pub(crate) fn new(pid: i32) -> ChildCell {
-        let pidfd = sys::pidfd_open(pid).map_err(|e| e.raw_os_error().unwrap_or(libc::ENOSYS));
-        Self::with_pidfd(pid, pidfd)
+        ChildCell {
+            pid,
+            parent: sys::current_ids().0,
+            pidfd: OnceLock::new(),
+            ended_sentinel: OnceLock::new(),
+            reaper: Reaper::Waitpid,
+            lifeline: AtomicI32::new(-1),
+            state: Mutex::new(ChildState::Running),
+        }
     }
 
     /// A cell with the given pidfd (or `pidfd_open`'s errno).
+    #[cfg(test)]
     pub(crate) fn with_pidfd(pid: i32, pidfd: std::result::Result<OwnedFd, i32>) -> ChildCell {
         ChildCell {
             pid,
             parent: sys::current_ids().0,
-            pidfd,
+            pidfd: OnceLock::from(pidfd),
+            ended_sentinel: OnceLock::new(),
+            reaper: Reaper::Waitpid,
+            lifeline: AtomicI32::new(-1),
             state: Mutex::new(ChildState::Running),
+        }
+    }
+
+    /// The cell of a child the forkserver forked for us: `pidfd` came from
+    /// the server, the exit code will come on `status`.
+    pub(crate) fn served(pid: i32, pidfd: OwnedFd, status: OwnedFd) -> ChildCell {
+        ChildCell {
+            pid,
+            parent: sys::current_ids().0,
+            pidfd: OnceLock::from(Ok(pidfd)),
+            ended_sentinel: OnceLock::new(),
+            reaper: Reaper::Server(status),
+            lifeline: AtomicI32::new(-1),
+            state: Mutex::new(ChildState::Running),
+        }
+    }
+
+    /// Gives the cell the write end of the child's daemon lifeline.
+    pub(crate) fn with_lifeline(self, write_end: OwnedFd) -> ChildCell {
+        // Relaxed: the cell is not shared yet.
+        self.lifeline
+            .store(write_end.into_raw_fd(), Ordering::Relaxed);
+        self
+    }
+
+    /// Closes the lifeline's write end if the cell has one. Async-signal-
+    /// safe (one atomic swap, one close): it also runs in fork children.
+    pub(crate) fn close_lifeline(&self) {
+        // Relaxed: the swap alone decides who closes it (exactly one caller
+        // gets the number); no other memory is published with it.
+        let fd = self.lifeline.swap(-1, Ordering::Relaxed);
+        if fd >= 0 {
+            // SAFETY: the cell owned this descriptor, and the swap took it
+            // out so nobody else closes it.
+            drop(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
         }
     }
 
@@ -74,14 +146,42 @@ impl ChildCell {
         sys::current_ids().0 == self.parent
     }
 
-    /// The pidfd, readable once the child ended.
+    /// The pidfd (opened now if needed), or `None` once the child was
+    /// reaped without one. Call with the state lock held: while the child
+    /// is not reaped its pid cannot name another process.
+    fn pidfd_locked(&self, state: &ChildState) -> Option<&std::result::Result<OwnedFd, i32>> {
+        if *state == ChildState::Running {
+            Some(self.pidfd.get_or_init(|| {
+                sys::pidfd_open(self.pid).map_err(|e| e.raw_os_error().unwrap_or(libc::ENOSYS))
+            }))
+        } else {
+            self.pidfd.get()
+        }
+    }
+
+    /// A descriptor that is readable once the child ended (Python's
+    /// `sentinel`): its pidfd, or, if it was reaped before anyone asked,
+    /// one that is readable already.
     pub(crate) fn pidfd(&self) -> Result<BorrowedFd<'_>> {
-        match &self.pidfd {
-            Ok(fd) => Ok(fd.as_fd()),
-            Err(errno) => Err(Error::os(
-                format!("pidfd_open({}) failed when the process started", self.pid),
+        let state = self.lock()?;
+        match self.pidfd_locked(&state) {
+            Some(Ok(fd)) => Ok(fd.as_fd()),
+            Some(Err(errno)) => Err(Error::os(
+                format!("pidfd_open({})", self.pid),
                 io::Error::from_raw_os_error(*errno),
             )),
+            None => {
+                if self.ended_sentinel.get().is_none() {
+                    let (read, write) = sys::pipe().map_err(|e| Error::os("pipe (sentinel)", e))?;
+                    drop(write);
+                    let _ = self.ended_sentinel.set(read);
+                }
+                Ok(self
+                    .ended_sentinel
+                    .get()
+                    .expect("set just above, under the state lock")
+                    .as_fd())
+            }
         }
     }
 
@@ -101,30 +201,58 @@ impl ChildCell {
     /// `None` while it runs. Never blocks.
     pub(crate) fn poll(&self) -> Result<Option<i32>> {
         let mut state = self.lock()?;
-        self.poll_locked(&mut state)
+        self.poll_locked(&mut state, false)
     }
 
-    fn poll_locked(&self, state: &mut ChildState) -> Result<Option<i32>> {
+    /// `exited`: the pidfd said the child exited, so a blocking `waitpid`
+    /// returns at once (no `yield` loop while the kernel finishes the exit;
+    /// holding the state lock that briefly is fine).
+    fn poll_locked(&self, state: &mut ChildState, exited: bool) -> Result<Option<i32>> {
         match *state {
             ChildState::Ended(code) => return Ok(Some(code)),
             ChildState::Lost => return Err(self.lost()),
             ChildState::Running => {}
         }
-        match sys::waitpid(self.pid, true) {
-            Ok(None) => Ok(None),
-            Ok(Some(status)) => {
-                *state = ChildState::Ended(status.exitcode());
-                Ok(Some(status.exitcode()))
+        let ended = match &self.reaper {
+            Reaper::Waitpid => match sys::waitpid(self.pid, !exited) {
+                Ok(None) => return Ok(None),
+                Ok(Some(status)) => status.exitcode(),
+                Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
+                    *state = ChildState::Lost;
+                    return Err(self.lost());
+                }
+                Err(e) => return Err(Error::os(format!("waitpid({})", self.pid), e)),
+            },
+            Reaper::Server(status) => {
+                let mut code = [0u8; 4];
+                match sys::recv_dontwait(status.as_fd(), &mut code) {
+                    Ok(4) => i32::from_le_bytes(code),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                    Ok(_) => {
+                        *state = ChildState::Lost;
+                        return Err(self.lost());
+                    }
+                    Err(e) => {
+                        return Err(Error::os(format!("exit status of {}", self.pid), e));
+                    }
+                }
             }
-            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
-                *state = ChildState::Lost;
-                Err(self.lost())
-            }
-            Err(e) => Err(Error::os(format!("waitpid({})", self.pid), e)),
-        }
+        };
+        *state = ChildState::Ended(ended);
+        self.close_lifeline();
+        Ok(Some(ended))
     }
 
     fn lost(&self) -> Error {
+        if let Reaper::Server(_) = self.reaper {
+            return Error::os(
+                format!(
+                    "the forkserver ended before it reported the exit of {}; its exit code is lost",
+                    self.pid
+                ),
+                io::Error::from_raw_os_error(libc::ECHILD),
+            );
+        }
         Error::os(
             format!(
                 "waitpid({}): the child was reaped outside multiproc (SIGCHLD set to \
@@ -139,20 +267,32 @@ impl ChildCell {
     /// [`Error::Timeout`] once `timeout` passed (`None`: no limit;
     /// `Some(ZERO)`: check once).
     ///
-    /// Sleeps in `poll(2)` on the pidfd; without a pidfd it polls `waitpid`
+    /// Without a timeout, a child of ours is waited for in `waitid(WNOWAIT)`;
+    /// with one, it sleeps in `poll(2)` on the pidfd (the forkserver's
+    /// status socket for a served child); without a pidfd it polls `waitpid`
     /// with a pause that doubles from 1 ms up to 50 ms.
     pub(crate) fn wait(&self, timeout: Option<Duration>) -> Result<i32> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut backoff = Duration::from_millis(1);
         let mut saw_readable = false;
         loop {
-            if let Some(code) = self.poll()? {
+            let polled = if saw_readable {
+                let mut state = self.lock()?;
+                self.poll_locked(&mut state, true)?
+            } else {
+                self.poll()?
+            };
+            if let Some(code) = polled {
                 return Ok(code);
             }
-            if saw_readable {
-                // The pidfd reported the exit a moment before `waitpid`
-                // could reap it; let the kernel finish.
-                std::thread::yield_now();
+            if timeout.is_none() && matches!(self.reaper, Reaper::Waitpid) {
+                // No deadline: sleep in `waitid` until it is a zombie (one
+                // wake-up, as a plain `waitpid` has), without reaping and
+                // without the state lock, so another thread can still signal
+                // it meanwhile; the poll above then reaps it. An error
+                // (ECHILD: reaped elsewhere) is found out by that poll too.
+                let _ = sys::waitid_exited_nowait(self.pid);
+                continue;
             }
             let left = match deadline {
                 None => None,
@@ -161,9 +301,22 @@ impl ChildCell {
                     _ => return Err(Error::Timeout),
                 },
             };
-            match &self.pidfd {
+            let ready_fd = match &self.reaper {
+                Reaper::Server(status) => Ok(status.as_fd()),
+                Reaper::Waitpid => {
+                    let state = self.lock()?;
+                    match self.pidfd_locked(&state) {
+                        Some(Ok(fd)) => Ok(fd.as_fd()),
+                        Some(Err(e)) => Err(*e),
+                        // Reaped by another thread meanwhile: the next poll
+                        // returns its code.
+                        None => continue,
+                    }
+                }
+            };
+            match ready_fd {
                 Ok(fd) => {
-                    saw_readable = sys::poll_readable(fd.as_fd(), left)
+                    saw_readable = sys::poll_readable(fd, left)
                         .map_err(|e| Error::os(format!("poll(pidfd of {})", self.pid), e))?;
                 }
                 Err(_) => {
@@ -180,14 +333,14 @@ impl ChildCell {
         // Reap first if it already ended: then there is nothing to signal,
         // and a child reaped behind our back is found out before its pid
         // (maybe reused) is signalled.
-        if self.poll_locked(&mut state)?.is_some() {
+        if self.poll_locked(&mut state, false)?.is_some() {
             return Ok(());
         }
-        let sent = match &self.pidfd {
-            Ok(fd) => sys::pidfd_send_signal(fd.as_fd(), sig),
+        let sent = match self.pidfd.get() {
+            Some(Ok(fd)) => sys::pidfd_send_signal(fd.as_fd(), sig),
             // The state lock is held and the child is not reaped (the poll
             // just said so), so the pid still names our child.
-            Err(_) => sys::kill(self.pid, sig),
+            _ => sys::kill(self.pid, sig),
         };
         match sent {
             Ok(()) => Ok(()),
@@ -195,6 +348,12 @@ impl ChildCell {
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
             Err(e) => Err(Error::os(format!("signal {sig} to {}", self.pid), e)),
         }
+    }
+}
+
+impl Drop for ChildCell {
+    fn drop(&mut self) {
+        self.close_lifeline();
     }
 }
 

@@ -66,7 +66,7 @@ fn entries() -> MutexGuard<'static, BTreeMap<String, Entry>> {
 /// [`Error::Invalid`] and keeps the first.
 ///
 /// Register entries first thing in `main`, before starting processes: a
-/// `spawn` child (not available yet) will look the name up after running
+/// `spawn` or `forkserver` child looks the name up after running
 /// the same registrations.
 ///
 /// # Example
@@ -88,6 +88,30 @@ fn entries() -> MutexGuard<'static, BTreeMap<String, Entry>> {
 /// [`Process::from_entry`]: super::Process::from_entry
 pub fn register(name: &str, entry: fn(&[u8]) -> i32) -> Result<()> {
     register_entry(name, Entry::Rust(entry))
+}
+
+/// Registers each function under its own name, as [`register`] does;
+/// evaluates to `Result<()>` (the first error stops it).
+///
+/// ```
+/// fn ping(_: &[u8]) -> i32 { 0 }
+/// fn pong(_: &[u8]) -> i32 { 1 }
+///
+/// multiproc::register_entries!(ping, pong)?;
+/// multiproc::process::init()?;
+/// let child = multiproc::process::Process::from_entry("pong", Vec::new())?;
+/// child.start()?;
+/// assert_eq!(child.join(None)?, 1);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[macro_export]
+macro_rules! register_entries {
+    ($($entry:ident),+ $(,)?) => {
+        (|| -> $crate::Result<()> {
+            $( $crate::process::register(stringify!($entry), $entry)?; )+
+            Ok(())
+        })()
+    };
 }
 
 /// [`register`] for either kind of entry (the C API registers C functions).

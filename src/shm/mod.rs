@@ -34,6 +34,8 @@ pub use shm_box::ShmBox;
 pub use shm_safe::ShmSafe;
 pub use tracker::tracker_pid;
 
+pub(crate) use registry::memfd_descriptors;
+
 use std::sync::atomic::{AtomicU8, Ordering};
 
 static DEFAULT_BACKING: AtomicU8 = AtomicU8::new(1);

@@ -39,3 +39,22 @@ pub(crate) fn forget(id: u64, map: &Mapping) {
         table.remove(&id);
     }
 }
+
+/// The descriptor numbers of the memfd segments this process maps now:
+/// what a `spawn` or `forkserver` child must inherit so that the handles of
+/// objects in them (which carry these numbers) resolve there.
+pub(crate) fn memfd_descriptors() -> Vec<i32> {
+    // The mappings are upgraded under the lock but dropped after it: the
+    // drop of a last reference calls `forget`, which takes the lock.
+    let live: Vec<Arc<Mapping>> = {
+        let table = TABLE.lock().unwrap_or_else(PoisonError::into_inner);
+        match table.as_ref() {
+            Some(table) => table.values().filter_map(Weak::upgrade).collect(),
+            None => Vec::new(),
+        }
+    };
+    let mut fds: Vec<i32> = live.iter().filter_map(|map| map.memfd_raw()).collect();
+    fds.sort_unstable();
+    fds.dedup();
+    fds
+}

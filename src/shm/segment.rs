@@ -287,6 +287,14 @@ impl Mapping {
         })
     }
 
+    /// The memfd descriptor number, if this mapping is a memfd's.
+    pub(crate) fn memfd_raw(&self) -> Option<i32> {
+        match &self.source {
+            Source::Memfd(fd) => Some(std::os::fd::AsRawFd::as_raw_fd(fd)),
+            _ => None,
+        }
+    }
+
     pub(crate) fn id(&self) -> u64 {
         self.id
     }

@@ -4,12 +4,18 @@
 //! first doc line, and returns [`std::io::Result`]. Higher layers never call
 //! `libc` or `rustix` for a syscall themselves; they come here.
 
+mod exec;
 mod fd;
 mod futex;
 mod ipc;
 mod mem;
 mod proc;
+mod scm;
 
+pub use exec::{
+    close_range, fcntl_async_signal, fcntl_dupfd_cloexec, fd_is_open, getrusage_cpu,
+    poll_readable_many, posix_spawn, waitid_exited_nowait,
+};
 pub use fd::{dup2, fflush_all, pipe};
 pub use futex::{futex_wait, futex_wake};
 pub use ipc::{
@@ -20,6 +26,8 @@ pub use mem::{
     mmap_shared, munmap, page_size, set_cloexec, shm_open, shm_unlink,
 };
 pub use proc::{
-    ChildStatus, Forked, current_ids, exit_immediately, fork, getpid, gettid, kill, pidfd_open,
-    pidfd_send_signal, poll_readable, process_start_time, set_parent_death_signal, waitpid,
+    ChildStatus, Forked, current_ids, exit_immediately, fork, getpid, getppid, gettid, kill,
+    pidfd_open, pidfd_send_signal, poll_readable, process_start_time, set_parent_death_signal,
+    waitpid,
 };
+pub use scm::{MAX_PASSED_FDS, recv_dontwait, recvmsg_fds, sendmsg_fds};

@@ -151,6 +151,12 @@ pub fn getpid() -> i32 {
     rustix::process::getpid().as_raw_nonzero().get()
 }
 
+/// `getppid(2)`: the parent's pid (that of the reaper it was handed to,
+/// once the parent died).
+pub fn getppid() -> i32 {
+    rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get())
+}
+
 /// `gettid(2)`.
 pub fn gettid() -> i32 {
     rustix::thread::gettid().as_raw_nonzero().get()
