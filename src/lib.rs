@@ -8,4 +8,5 @@ pub mod sys;
 pub use error::{Error, Result, Status};
 pub mod ffi;
 pub mod process;
+pub mod queue;
 pub mod shm;
