@@ -1,3 +1,4 @@
+#![cfg(not(loom))]
 //! Queue semantics in one process (and its threads): Python's Full/Empty,
 //! timeouts, close, JoinableQueue, bad input, handles, both layouts.
 

@@ -29,16 +29,19 @@
 //! `FULL` and is taken exactly once; only a consumer dying while it copies
 //! loses that one message.
 //!
-//! Closing: a producer re-reads `closed` after its claim (both SeqCst), and
-//! a consumer reads `closed` before it finds its slot empty (both SeqCst), so
-//! once a consumer reported [`Error::Closed`] no put can publish any more.
+//! Closing: a producer re-reads `closed` after its claim, with a SeqCst
+//! fence between; a consumer that finds its slot empty reads `closed`, and
+//! if set, a SeqCst fence, then the slot again. So once a consumer reported
+//! [`Error::Closed`] no put can publish any more: either the consumer's
+//! second slot read sees the claim, or the producer's read sees `closed`.
+//! (Fences, not SeqCst accesses, so that loom checks the argument.)
 
 use std::ptr::NonNull;
 use std::time::Instant;
 
 use super::common::{self, Blocked, JoinState};
 use crate::error::{Error, Result};
-use crate::shim::{AtomicU32, AtomicU64, Ordering};
+use crate::shim::{AtomicU32, AtomicU64, Ordering, fence};
 use crate::sync::EventCount;
 
 /// The shared part of an MPMC queue.
@@ -296,8 +299,8 @@ impl RawMpmc {
     /// One attempt to put `msg` (already checked against `max_msg`).
     fn try_put(&self, msg: &[u8]) -> std::result::Result<(), PutStop> {
         let h = self.header();
-        // SeqCst: see the module docs on closing.
-        if h.closed.load(Ordering::SeqCst) != 0 {
+        // Relaxed: an early exit only; the check after the claim decides.
+        if h.closed.load(Ordering::Relaxed) != 0 {
             return Err(PutStop::Closed);
         }
         let me = common::my_tid();
@@ -319,14 +322,13 @@ impl RawMpmc {
                             .compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
                     continue;
                 }
-                // SeqCst: the claim is ordered before our re-read of
-                // `closed` (module docs). Acquire on the slot is included.
+                // Acquire: SYNC(slot-freed), as the load above.
                 if slot
                     .word
                     .compare_exchange(
                         w,
                         word(lap, WRITING, me),
-                        Ordering::SeqCst,
+                        Ordering::Acquire,
                         Ordering::Relaxed,
                     )
                     .is_err()
@@ -337,7 +339,11 @@ impl RawMpmc {
                 let _ = h
                     .tail
                     .compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
-                if h.closed.load(Ordering::SeqCst) != 0 {
+                // SYNC(close-fence): the claim before the fence, `closed`
+                // after it; pairs with the consumer's fence (module docs).
+                fence(Ordering::SeqCst);
+                // Relaxed: ordered by the fence.
+                if h.closed.load(Ordering::Relaxed) != 0 {
                     // Give the slot up: consumers step over it.
                     // SYNC(slot-freed): Release, as a consumer's free.
                     slot.word
@@ -386,18 +392,26 @@ impl RawMpmc {
         let h = self.header();
         let me = common::my_tid();
         loop {
-            // SeqCst: read before the slot, see the module docs on closing.
-            let closed = h.closed.load(Ordering::SeqCst) != 0;
             // Relaxed: `head` is a hint; the slot word's CAS decides.
             let pos = h.head.load(Ordering::Relaxed);
             let (i, lap) = self.locate(pos);
             let slot = self.slot(i);
-            // SYNC(slot-published): SeqCst includes the Acquire that pairs
-            // with the producer's Release store of `(L, FULL)`.
-            let w = slot.word.load(Ordering::SeqCst);
+            // SYNC(slot-published): Acquire pairs with the producer's
+            // Release store of `(L, FULL)`.
+            let w = slot.word.load(Ordering::Acquire);
             let wl = lap_of(w);
+            // Nothing at `pos` now: Closed if closed and still nothing
+            // after the fence (module docs), else wait.
             let stop_empty = || {
-                if closed {
+                // Relaxed: ordered by the fence that follows.
+                if h.closed.load(Ordering::Relaxed) == 0 {
+                    return GetStop::Blocked(Blocked::Plain);
+                }
+                // SYNC(close-fence): `closed` before, the slot after; pairs
+                // with the producer's fence.
+                fence(Ordering::SeqCst);
+                // Relaxed: ordered by the fence; only compared.
+                if slot.word.load(Ordering::Relaxed) == w {
                     GetStop::Closed
                 } else {
                     GetStop::Blocked(Blocked::Plain)
@@ -546,8 +560,9 @@ impl RawMpmc {
 
     pub(crate) fn close(&self) {
         let h = self.header();
-        // SeqCst: see the module docs on closing.
+        // SeqCst, then a fence: see the module docs on closing.
         h.closed.store(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         h.not_empty.notify_all();
         h.not_full.notify_all();
     }
