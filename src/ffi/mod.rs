@@ -9,9 +9,11 @@
 #![allow(non_camel_case_types)]
 
 pub mod process;
+mod queue;
 mod segment;
 mod status;
 
+pub use queue::*;
 pub use segment::*;
 
 pub use status::*;
