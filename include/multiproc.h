@@ -110,6 +110,12 @@
 // `timeout_ns` value that waits without limit.
 #define MP_WAIT_FOREVER -1
 
+// A process-shared condition variable (Python's `multiprocessing.Condition`).
+typedef struct mp_cond_t mp_cond_t;
+
+// A robust process-shared lock (Python's `multiprocessing.Lock`).
+typedef struct mp_lock_t mp_lock_t;
+
 // A started child process (opaque). Made by `mp_process_start`, released
 // by `mp_process_free`.
 typedef struct mp_process_t mp_process_t;
@@ -118,6 +124,9 @@ typedef struct mp_process_t mp_process_t;
 // `mp_queue_new` or `mp_queue_open`, released by `mp_queue_free`.
 // Inherited by fork children as it is.
 typedef struct mp_queue_t mp_queue_t;
+
+// A robust process-shared re-entrant lock (Python's `multiprocessing.RLock`).
+typedef struct mp_rlock_t mp_rlock_t;
 
 // A block of shared bytes in its own segment.
 typedef struct mp_segment_t mp_segment_t;
@@ -130,6 +139,239 @@ typedef int (*mp_entry_fn)(const uint8_t *arg, size_t arg_len);
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+// Creates an unlocked lock in shared memory and stores it in `*out`.
+// Fork children inherit it; other processes attach with `mp_lock_open`.
+//
+// # Safety
+//
+// - `out` is NULL or valid for writing one pointer.
+int mp_lock_new(mp_lock_t **out);
+
+// Attaches to the lock named by a handle text (from `mp_lock_handle`).
+// `MP_ERR_INVALID` for text that does not parse, `MP_ERR_KIND` for a
+// handle of another object kind, `MP_ERR_NOT_FOUND` when the segment
+// cannot be reached.
+//
+// # Safety
+//
+// - `handle` is NULL or a NUL-terminated string.
+// - `out` is NULL or valid for writing one pointer.
+int mp_lock_open(const char *handle, mp_lock_t **out);
+
+// Writes the lock's NUL-terminated handle text into `buf` (`cap` bytes);
+// `MP_ERR_TOO_LARGE` if it does not fit (128 bytes always suffice).
+//
+// # Safety
+//
+// - `l` is NULL or a pointer returned by `mp_lock_new`/`mp_lock_open`.
+// - `buf` is NULL or valid for writing `cap` bytes.
+int mp_lock_handle(const mp_lock_t *l, char *buf, size_t cap);
+
+// Acquires the lock, waiting at most `timeout_ns` (`MP_WAIT_FOREVER`: no
+// limit; 0: try once). `MP_OK`; `MP_ERR_OWNER_DIED`: acquired, but a
+// holder died holding it (repair the data, then `mp_lock_make_consistent`;
+// until then every acquirer is told); `MP_ERR_TIMEOUT`. Not re-entrant:
+// acquiring it again from the holding thread waits for the timeout.
+//
+// # Safety
+//
+// - `l` is NULL or a pointer returned by `mp_lock_new`/`mp_lock_open`.
+int mp_lock_acquire(mp_lock_t *l, int64_t timeout_ns);
+
+// Releases the lock. `MP_ERR_NOT_OWNER` if the calling thread does not
+// hold it (then nothing changes).
+//
+// # Safety
+//
+// - `l` is NULL or a pointer returned by `mp_lock_new`/`mp_lock_open`.
+int mp_lock_release(mp_lock_t *l);
+
+// Marks the data repaired after `MP_ERR_OWNER_DIED`; later acquisitions
+// return `MP_OK` again. `MP_ERR_NOT_OWNER` unless the caller holds it.
+//
+// # Safety
+//
+// - `l` is NULL or a pointer returned by `mp_lock_new`/`mp_lock_open`.
+int mp_lock_make_consistent(mp_lock_t *l);
+
+// 1 if some thread (of any process) holds the lock now, 0 if not, or a
+// negative code.
+//
+// # Safety
+//
+// - `l` is NULL or a pointer returned by `mp_lock_new`/`mp_lock_open`.
+int mp_lock_is_locked(const mp_lock_t *l);
+
+// Releases this process's reference (not the lock itself: a held lock
+// stays held). NULL is a no-op; a pointer that is not a live lock is
+// refused (see `mp_last_error`) and left alone.
+//
+// # Safety
+//
+// - `l` is NULL or a pointer returned by `mp_lock_new`/`mp_lock_open`,
+//   not used again afterwards.
+void mp_lock_free(mp_lock_t *l);
+
+// Creates an unlocked re-entrant lock in shared memory.
+//
+// # Safety
+//
+// - `out` is NULL or valid for writing one pointer.
+int mp_rlock_new(mp_rlock_t **out);
+
+// Attaches to the re-entrant lock named by a handle text (from
+// `mp_rlock_handle`). Errors as `mp_lock_open`.
+//
+// # Safety
+//
+// - `handle` is NULL or a NUL-terminated string.
+// - `out` is NULL or valid for writing one pointer.
+int mp_rlock_open(const char *handle, mp_rlock_t **out);
+
+// Writes the re-entrant lock's handle text into `buf` (`cap` bytes).
+//
+// # Safety
+//
+// - `r` is NULL or a pointer returned by `mp_rlock_new`/`mp_rlock_open`.
+// - `buf` is NULL or valid for writing `cap` bytes.
+int mp_rlock_handle(const mp_rlock_t *r, char *buf, size_t cap);
+
+// Acquires one level, waiting at most `timeout_ns`; at once if the caller
+// holds it already. Results as `mp_lock_acquire`.
+//
+// # Safety
+//
+// - `r` is NULL or a pointer returned by `mp_rlock_new`/`mp_rlock_open`.
+int mp_rlock_acquire(mp_rlock_t *r, int64_t timeout_ns);
+
+// Releases one level; the last one frees the lock. `MP_ERR_NOT_OWNER` if
+// the calling thread does not hold it.
+//
+// # Safety
+//
+// - `r` is NULL or a pointer returned by `mp_rlock_new`/`mp_rlock_open`.
+int mp_rlock_release(mp_rlock_t *r);
+
+// Marks the data repaired after `MP_ERR_OWNER_DIED`. `MP_ERR_NOT_OWNER`
+// unless the caller holds it.
+//
+// # Safety
+//
+// - `r` is NULL or a pointer returned by `mp_rlock_new`/`mp_rlock_open`.
+int mp_rlock_make_consistent(mp_rlock_t *r);
+
+// The calling thread's recursion level (0 unless it holds the lock), or a
+// negative code.
+//
+// # Safety
+//
+// - `r` is NULL or a pointer returned by `mp_rlock_new`/`mp_rlock_open`.
+int mp_rlock_count(const mp_rlock_t *r);
+
+// Releases this process's reference (a held level stays held). NULL is a
+// no-op; a pointer that is not a live re-entrant lock is refused.
+//
+// # Safety
+//
+// - `r` is NULL or a pointer returned by `mp_rlock_new`/`mp_rlock_open`,
+//   not used again afterwards.
+void mp_rlock_free(mp_rlock_t *r);
+
+// Creates a condition variable for `lock`, or, with `lock` NULL, with a
+// re-entrant lock of its own (Python's default). Take the lock with
+// `mp_cond_acquire` (either way) or `mp_lock_acquire` (a given lock).
+// The condition keeps its own reference to `lock`.
+//
+// # Safety
+//
+// - `lock` is NULL or a pointer returned by `mp_lock_new`/`mp_lock_open`.
+// - `out` is NULL or valid for writing one pointer.
+int mp_cond_new(mp_lock_t *lock, mp_cond_t **out);
+
+// Attaches to the condition named by a handle text (from
+// `mp_cond_handle`). Pass the same lock it was made with (opened with
+// `mp_lock_open`), or NULL if it has its own; a mismatch is
+// `MP_ERR_INVALID`. Other errors as `mp_lock_open`.
+//
+// # Safety
+//
+// - `handle` is NULL or a NUL-terminated string.
+// - `lock` is NULL or a pointer returned by `mp_lock_new`/`mp_lock_open`.
+// - `out` is NULL or valid for writing one pointer.
+int mp_cond_open(const char *handle, mp_lock_t *lock, mp_cond_t **out);
+
+// Writes the condition's handle text into `buf` (`cap` bytes). A separate
+// lock has its own handle (`mp_lock_handle`).
+//
+// # Safety
+//
+// - `c` is NULL or a pointer returned by `mp_cond_new`/`mp_cond_open`.
+// - `buf` is NULL or valid for writing `cap` bytes.
+int mp_cond_handle(const mp_cond_t *c, char *buf, size_t cap);
+
+// Acquires (one level of) the condition's lock. Results as
+// `mp_lock_acquire`.
+//
+// # Safety
+//
+// - `c` is NULL or a pointer returned by `mp_cond_new`/`mp_cond_open`.
+int mp_cond_acquire(mp_cond_t *c, int64_t timeout_ns);
+
+// Releases (one level of) the condition's lock. `MP_ERR_NOT_OWNER` if
+// the caller does not hold it.
+//
+// # Safety
+//
+// - `c` is NULL or a pointer returned by `mp_cond_new`/`mp_cond_open`.
+int mp_cond_release(mp_cond_t *c);
+
+// Marks the data behind the condition's lock repaired after
+// `MP_ERR_OWNER_DIED`. `MP_ERR_NOT_OWNER` unless the caller holds it.
+//
+// # Safety
+//
+// - `c` is NULL or a pointer returned by `mp_cond_new`/`mp_cond_open`.
+int mp_cond_make_consistent(mp_cond_t *c);
+
+// Releases the lock (all levels), waits until notified or `timeout_ns`
+// passes, and reacquires the lock (without a limit). `MP_OK`: notified;
+// `MP_ERR_TIMEOUT`: not notified in time; `MP_ERR_OWNER_DIED`: the lock
+// was reacquired from a holder that died (repair, then
+// `mp_cond_make_consistent`); `MP_ERR_NOT_OWNER`: the caller did not hold
+// the lock (nothing happened). The caller holds the lock on return in
+// every case but `MP_ERR_NOT_OWNER` and bad arguments.
+//
+// # Safety
+//
+// - `c` is NULL or a pointer returned by `mp_cond_new`/`mp_cond_open`.
+int mp_cond_wait(mp_cond_t *c, int64_t timeout_ns);
+
+// Wakes at most `n` of the threads waiting now, oldest first.
+// `MP_ERR_NOT_OWNER` if the caller does not hold the lock.
+//
+// # Safety
+//
+// - `c` is NULL or a pointer returned by `mp_cond_new`/`mp_cond_open`.
+int mp_cond_notify(mp_cond_t *c, uint32_t n);
+
+// Wakes every thread waiting now. `MP_ERR_NOT_OWNER` if the caller does
+// not hold the lock.
+//
+// # Safety
+//
+// - `c` is NULL or a pointer returned by `mp_cond_new`/`mp_cond_open`.
+int mp_cond_notify_all(mp_cond_t *c);
+
+// Releases this process's reference to the condition (and its own
+// reference to a separate lock). NULL is a no-op; a pointer that is not a
+// live condition is refused.
+//
+// # Safety
+//
+// - `c` is NULL or a pointer returned by `mp_cond_new`/`mp_cond_open`,
+//   not used again afterwards.
+void mp_cond_free(mp_cond_t *c);
 
 // Registers `fn` as the entry point `name` (1 to 255 bytes of UTF-8) for
 // `mp_process_start`. Call it before `mp_init`, first thing in `main`.

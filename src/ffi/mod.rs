@@ -8,11 +8,15 @@
 // The C names of the ABI are snake_case types (`mp_lock_t`) on purpose.
 #![allow(non_camel_case_types)]
 
+#[cfg(not(loom))]
+mod lock;
 pub mod process;
 mod queue;
 mod segment;
 mod status;
 
+#[cfg(not(loom))]
+pub use lock::*;
 pub use queue::*;
 pub use segment::*;
 

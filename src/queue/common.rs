@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::shim::{AtomicU32, AtomicU64, Ordering};
 use crate::sync::EventCount;
+use crate::sync::owner;
 
 /// The state of `JoinableQueue::join`, inside a queue header.
 #[repr(C)]
@@ -82,46 +83,23 @@ impl JoinState {
 /// checks whether that participant is still alive.
 pub(crate) const CLAIMANT_POLL: Duration = Duration::from_millis(2);
 
-/// True when the thread `tid` no longer runs: `/proc/TID` is gone or a
-/// zombie. Under loom nobody dies.
+/// True when the thread `tid` that claimed a slot no longer runs
+/// (`/proc/TID` gone or a zombie), as the locks decide it
+/// ([`owner_is_dead`](crate::sync::owner::owner_is_dead)). Under loom
+/// nobody dies.
 ///
-/// A tid reused by an unrelated thread reads as alive: the waiter then
-/// waits until that thread ends, or its own deadline. All participants must
-/// share one PID namespace.
+/// A slot word has no room for the claimant's start-time stamp, so a TID
+/// reused by an unrelated live thread reads as alive: the waiter then waits
+/// until that thread ends, or its own deadline. All participants must share
+/// one PID namespace. The caller never waits on its own claim, so a claim
+/// naming the caller's TID is a dead earlier thread's.
 pub(crate) fn claimant_is_dead(tid: u32) -> bool {
-    #[cfg(loom)]
-    {
-        let _ = tid;
-        false
-    }
-    #[cfg(not(loom))]
-    {
-        if tid == 0 {
-            return false;
-        }
-        match crate::sys::process_start_time(tid as i32) {
-            Ok(None) => true,
-            Ok(Some((_, zombie))) => zombie,
-            // /proc unreadable: we cannot tell, so we keep waiting.
-            Err(_) => false,
-        }
-    }
+    tid != 0 && owner::owner_is_dead(tid, 0, owner::me())
 }
 
-/// The calling thread's id, as recorded in a claim.
+/// The calling thread's id, as recorded in a claim (cached, no syscall).
 pub(crate) fn my_tid() -> u32 {
-    #[cfg(loom)]
-    {
-        // Distinct per loom thread, never 0: loom's ThreadId prints its
-        // number ("ThreadId(3)") and offers no other accessor.
-        let text = format!("{:?}", loom::thread::current().id());
-        let digits: String = text.chars().filter(char::is_ascii_digit).collect();
-        digits.parse::<u32>().unwrap_or(0) + 1
-    }
-    #[cfg(not(loom))]
-    {
-        crate::sys::current_ids().1 as u32
-    }
+    owner::me().tid
 }
 
 /// Converts a Python-style `(block, timeout)` into a deadline:
