@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::shim::{AtomicU32, AtomicU64, Ordering};
+use crate::shim::{self, AtomicU32, AtomicU64, Ordering, fence};
 use crate::sync::EventCount;
 use crate::sync::owner;
 
@@ -130,9 +130,31 @@ pub(crate) enum Blocked {
     Claim { slot: usize, word: u64, tid: u32 },
 }
 
-/// Runs `attempt` until it gives a result, sleeping on `ec` between tries
-/// and asking `skip_dead` to clear a claim whose owner died. `None` when
-/// `deadline` passed first (a deadline already past tries once).
+/// How long a waiter polls its queue before it goes to sleep: long enough
+/// that a peer answering promptly is seen without a syscall on either side
+/// (a futex sleep and wake cost about as much as a pipe round trip), short
+/// enough that a waiter never burns a core for long.
+pub(crate) const SPIN_WINDOW: Duration = Duration::from_micros(50);
+
+/// Wakes the sleepers of `ec` after the caller changed the state they wait
+/// for; no atomic write and no syscall when nobody sleeps.
+///
+/// SYNC(sleeper-check): the fence pairs with the fence a waiter runs before
+/// each check in [`wait_loop`]: either the waiter's registration (before its
+/// fence) is seen here, or the waiter's check (after its fence) sees the
+/// caller's change (before this fence).
+pub(crate) fn wake(ec: &EventCount) {
+    fence(Ordering::SeqCst);
+    if ec.sleepers() > 0 {
+        ec.notify_all();
+    }
+}
+
+/// Runs `attempt` until it gives a result: polls it for [`SPIN_WINDOW`],
+/// then sleeps on `ec` between tries, asking `skip_dead` to clear a claim
+/// whose owner died. `None` when `deadline` passed first (a deadline already
+/// past tries once). Whoever changes the state `attempt` waits for calls
+/// [`wake`] on `ec`.
 ///
 /// While blocked by a claim, the sleep is cut into [`CLAIMANT_POLL`] slices
 /// so the claimant's liveness is checked even if nobody notifies; blocked
@@ -147,6 +169,29 @@ pub(crate) fn wait_loop<T>(
         Ok(v) => return Some(v),
         Err(b) => b,
     };
+    if expired(deadline) {
+        return None;
+    }
+    // The spin window (none under loom: every interleaving of one check is
+    // explored already).
+    if !cfg!(loom) {
+        let start = Instant::now();
+        let mut round = 0u32;
+        loop {
+            shim::spin_loop();
+            match attempt() {
+                Ok(v) => return Some(v),
+                Err(b) => blocked = b,
+            }
+            round += 1;
+            if round % 64 == 0 {
+                let now = Instant::now();
+                if now - start >= SPIN_WINDOW || deadline.is_some_and(|d| now >= d) {
+                    break;
+                }
+            }
+        }
+    }
     loop {
         if expired(deadline) {
             return None;
@@ -160,14 +205,18 @@ pub(crate) fn wait_loop<T>(
         } else {
             deadline
         };
-        let got = ec.wait_until(until, || match attempt() {
-            Ok(v) => Some(Ok(v)),
-            // A claim appeared while we sleep without polling: come out
-            // and sleep again in slices.
-            Err(b @ Blocked::Claim { .. }) if !polling && !cfg!(loom) => Some(Err(b)),
-            Err(b) => {
-                blocked = b;
-                None
+        let got = ec.wait_until(until, || {
+            // SYNC(sleeper-check): pairs with the fence in `wake`.
+            fence(Ordering::SeqCst);
+            match attempt() {
+                Ok(v) => Some(Ok(v)),
+                // A claim appeared while we sleep without polling: come
+                // out and sleep again in slices.
+                Err(b @ Blocked::Claim { .. }) if !polling && !cfg!(loom) => Some(Err(b)),
+                Err(b) => {
+                    blocked = b;
+                    None
+                }
             }
         });
         match got {

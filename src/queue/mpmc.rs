@@ -348,8 +348,8 @@ impl RawMpmc {
                     // SYNC(slot-freed): Release, as a consumer's free.
                     slot.word
                         .store(word(next_lap(lap), EMPTY, 0), Ordering::Release);
-                    h.not_empty.notify_all();
-                    h.not_full.notify_all();
+                    common::wake(&h.not_empty);
+                    common::wake(&h.not_full);
                     return Err(PutStop::Closed);
                 }
                 if h.flags & QUEUE_FLAG_JOINABLE != 0 {
@@ -364,7 +364,7 @@ impl RawMpmc {
                 // SYNC(slot-published): Release pairs with the consumer's
                 // Acquire load of `(L, FULL)`: data and len are visible.
                 slot.word.store(word(lap, FULL, 0), Ordering::Release);
-                h.not_empty.notify_all();
+                common::wake(&h.not_empty);
                 return Ok(());
             } else if wl == lap.wrapping_sub(1) & LAP_MASK {
                 // The message of the previous lap is still there.
@@ -474,7 +474,7 @@ impl RawMpmc {
                 // load: our copy-out is done before it writes again.
                 slot.word
                     .store(word(next_lap(lap), EMPTY, 0), Ordering::Release);
-                h.not_full.notify_all();
+                common::wake(&h.not_full);
                 return Ok(len);
             } else if wl == lap.wrapping_sub(1) & LAP_MASK {
                 // Still the previous lap's message being read: nothing for
@@ -505,8 +505,8 @@ impl RawMpmc {
             .is_ok()
         {
             let h = self.header();
-            h.not_empty.notify_all();
-            h.not_full.notify_all();
+            common::wake(&h.not_empty);
+            common::wake(&h.not_full);
         }
     }
 
@@ -563,8 +563,8 @@ impl RawMpmc {
         // SeqCst, then a fence: see the module docs on closing.
         h.closed.store(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
-        h.not_empty.notify_all();
-        h.not_full.notify_all();
+        common::wake(&h.not_empty);
+        common::wake(&h.not_full);
     }
 
     pub(crate) fn is_closed(&self) -> bool {

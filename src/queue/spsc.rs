@@ -356,7 +356,7 @@ impl RawRing {
         // SYNC(ring-published): Release pairs with the consumer's Acquire
         // load of `tail`: the records before it are written.
         h.tail.store(new_tail, Ordering::Release);
-        h.not_empty.notify_all();
+        common::wake(&h.not_empty);
     }
 
     /// Producer: reserve + copy + publish of one message.
@@ -436,7 +436,7 @@ impl RawRing {
         // our reads of the record are done before it reuses the bytes.
         h.head
             .store(f.start + record_len(f.len as u64), Ordering::Release);
-        h.not_full.notify_all();
+        common::wake(&h.not_full);
     }
 
     /// Consumer: one message into `buf`.
@@ -548,8 +548,8 @@ impl RawRing {
         let h = self.header();
         // SeqCst: closing is rare; pairs with the SeqCst reads in put/get.
         h.closed.store(1, Ordering::SeqCst);
-        h.not_empty.notify_all();
-        h.not_full.notify_all();
+        common::wake(&h.not_empty);
+        common::wake(&h.not_full);
     }
 
     pub(crate) fn is_closed(&self) -> bool {
