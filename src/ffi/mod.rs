@@ -11,12 +11,14 @@
 #[cfg(not(loom))]
 mod lock;
 pub mod process;
+#[cfg(not(loom))]
 mod queue;
 mod segment;
 mod status;
 
 #[cfg(not(loom))]
 pub use lock::*;
+#[cfg(not(loom))]
 pub use queue::*;
 pub use segment::*;
 

@@ -291,10 +291,8 @@ pub unsafe extern "C" fn mp_queue_join(q: *mut mp_queue_t, timeout_ns: i64) -> c
     guard("mp_queue_join", || {
         // SAFETY: forwarded from the caller.
         let q = unsafe { queue_ref(q) }?;
-        let timeout = match deadline_from_ns(timeout_ns)? {
-            None => None,
-            Some(d) => Some(d.saturating_duration_since(Instant::now())),
-        };
+        let timeout =
+            deadline_from_ns(timeout_ns)?.map(|d| d.saturating_duration_since(Instant::now()));
         q.join(timeout)?;
         Ok(MP_OK)
     })

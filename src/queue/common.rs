@@ -184,7 +184,7 @@ pub(crate) fn wait_loop<T>(
                 Err(b) => blocked = b,
             }
             round += 1;
-            if round % 64 == 0 {
+            if round.is_multiple_of(64) {
                 let now = Instant::now();
                 if now - start >= SPIN_WINDOW || deadline.is_some_and(|d| now >= d) {
                     break;

@@ -130,10 +130,7 @@ const fn next_lap(lap: u64) -> u64 {
 
 /// Bytes of object tail needed for `capacity` slots of `stride` bytes.
 pub(crate) const fn tail_bytes(capacity: u64, stride: u64) -> Option<u64> {
-    match capacity.checked_mul(size_of::<Slot>() as u64 + stride) {
-        Some(n) => Some(n),
-        None => None,
-    }
+    capacity.checked_mul(size_of::<Slot>() as u64 + stride)
 }
 
 /// Largest capacity or message size accepted (the tail stays far below the
