@@ -48,6 +48,7 @@ unsafe fn queue_ref<'a>(q: *const mp_queue_t) -> Result<&'a Queue> {
 fn deadline_from_ns(timeout_ns: i64) -> Result<Option<Instant>> {
     match timeout_ns {
         MP_WAIT_FOREVER => Ok(None),
+        0 => Ok(crate::queue::try_once()),
         ns if ns >= 0 => Ok(Some(Instant::now() + Duration::from_nanos(ns as u64))),
         ns => Err(Error::Invalid(format!(
             "timeout_ns is {ns}: expected MP_WAIT_FOREVER (-1), 0 (try once) or a positive number"

@@ -105,14 +105,21 @@ pub(crate) fn my_tid() -> u32 {
 /// Converts a Python-style `(block, timeout)` into a deadline:
 /// `None` waits forever, a deadline in the past tries once.
 pub(crate) fn deadline_of(block: bool, timeout: Option<Duration>) -> Option<Instant> {
-    let now = Instant::now();
     if !block {
-        return Some(now);
+        return try_once();
     }
     timeout.map(|t| {
+        let now = Instant::now();
         now.checked_add(t)
             .unwrap_or(now + Duration::from_secs(86400 * 365))
     })
+}
+
+/// A deadline that has passed already: try once. A fixed instant, so a
+/// `put_nowait` that succeeds never reads the clock.
+pub fn try_once() -> Option<Instant> {
+    static PAST: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    Some(*PAST.get_or_init(Instant::now))
 }
 
 /// Whether `deadline` has passed (a try-once deadline has).

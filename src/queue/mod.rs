@@ -46,5 +46,6 @@ pub use serde_queue::SerdeQueue;
 #[cfg(not(loom))]
 pub use typed::TypedQueue;
 
+pub use common::try_once;
 pub use mpmc::{QueueHeader, Slot};
 pub use spsc::RingHeader;

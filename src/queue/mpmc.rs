@@ -70,8 +70,7 @@ pub struct QueueHeader {
     not_empty: EventCount,
     /// Notified after a slot is freed (or a claim cleared).
     not_full: EventCount,
-    /// Producers bump it after every `put`; nothing reads it but `qsize` of
-    /// joinable queues and tests. Reserved for now.
+    /// Reserved: 0.
     _reserved: u64,
     /// The `join` counter (used when `QUEUE_FLAG_JOINABLE` is set).
     join: JoinState,
