@@ -194,3 +194,34 @@ fn spsc_close_drains() {
         producer.join().unwrap();
     });
 }
+
+/// Four threads: two producers and two consumers (the main thread is one
+/// of them), one message each way; every message arrives exactly once.
+#[test]
+fn mpmc_two_by_two() {
+    loom::model(|| {
+        let q = Arc::new(HeapMpmc::new(2, 4, false).unwrap());
+        let producers: Vec<_> = (0..2u8)
+            .map(|p| {
+                let q = q.clone();
+                thread::spawn(move || q.put(&msg(p), None).unwrap())
+            })
+            .collect();
+        let other = {
+            let q = q.clone();
+            thread::spawn(move || {
+                let mut buf = [0u8; 4];
+                let n = q.get(&mut buf, None).unwrap();
+                check(&buf, n)
+            })
+        };
+        let mut buf = [0u8; 4];
+        let n = q.get(&mut buf, None).unwrap();
+        let mine = check(&buf, n);
+        let theirs = other.join().unwrap();
+        assert_ne!(mine, theirs);
+        for p in producers {
+            p.join().unwrap();
+        }
+    });
+}

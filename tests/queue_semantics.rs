@@ -255,3 +255,48 @@ fn threads_mpmc_exactly_once() {
     });
     assert!(seen.iter().all(|c| *c == 1));
 }
+
+#[cfg(feature = "serde")]
+#[test]
+fn serde_queue_reports_encoding_too_large_at_put() {
+    use multiproc::queue::SerdeQueue;
+    let q = SerdeQueue::<Vec<u32>>::new(2, 16).unwrap();
+    q.put(&vec![1, 2, 3], true, None).unwrap();
+    assert!(matches!(
+        q.put(&vec![7; 100], true, None),
+        Err(Error::TooLarge { .. })
+    ));
+    assert_eq!(q.queue().qsize(), 1, "nothing sent by the failed put");
+    assert_eq!(q.get(true, None).unwrap(), [1, 2, 3]);
+}
+
+#[test]
+fn typed_queue_between_processes() {
+    let q = TypedQueue::<[u64; 4]>::new(8).unwrap();
+    let child = {
+        let q = q.clone();
+        multiproc::process::Process::new(move || {
+            for i in 0..1000u64 {
+                q.put(
+                    &[i, i + 1, i + 2, i + 3],
+                    true,
+                    Some(Duration::from_secs(30)),
+                )
+                .unwrap();
+            }
+        })
+    };
+    child.start().unwrap();
+    for i in 0..1000u64 {
+        assert_eq!(
+            q.get(true, Some(Duration::from_secs(30))).unwrap(),
+            [i, i + 1, i + 2, i + 3]
+        );
+    }
+    assert_eq!(child.join(Some(Duration::from_secs(30))).unwrap(), 0);
+    let bytes = Queue::new(2, 3).unwrap();
+    assert!(matches!(
+        TypedQueue::<u64>::open(&bytes.handle()),
+        Err(Error::Invalid(_))
+    ));
+}
