@@ -9,6 +9,26 @@
 //! - `mpmc_2p2c/*`: two producer and two consumer processes over one MPMC
 //!   queue, 64-byte messages; time per message.
 //!
+//! - `pingpong_slow_peer_200us/*`: the same with a peer that works 200 us
+//!   before answering: the blocking queue sleeps, as the pipe does.
+//!
+//! One run on the 2-vCPU build machine (other jobs around; compare within
+//! the run), ratios against the pipe:
+//!
+//! | benchmark                        | queue      | pipe      | ratio  |
+//! |----------------------------------|------------|-----------|--------|
+//! | ping-pong 8 B, busy-poll         | 0.205 us   | 48.0 us   | 234x   |
+//! | ping-pong 8 B, blocking API      | 0.267 us   | 48.0 us   | 180x   |
+//! | ping-pong, peer slow (200 us)    | 230 us     | 255 us    | 1.1x   |
+//! | one-way 8 B (per message)        | 80 ns      | 241 ns    | 3.0x   |
+//! | one-way 64 B                     | 88 ns      | 243 ns    | 2.8x   |
+//! | one-way 4 KiB                    | 24.8 GiB/s | 3.5 GiB/s | 7x     |
+//! | one-way 64 KiB                   | 22.8 GiB/s | 1.5 GiB/s | 15x    |
+//! | one-way 1 MiB                    | 19.0 GiB/s | 1.0 GiB/s | 19x    |
+//! | MPMC 2 producers + 2 consumers   | 8.7 M msg/s | -        |        |
+//!
+//! (socketpair ping-pong: 45.2 us.)
+//!
 //! The two-process machinery (pinning, a child that serves requests until
 //! killed) is written here; it moves to `benches/common` when that lands.
 //!
@@ -143,13 +163,20 @@ fn sock_pair() -> (SockEnd, SockEnd) {
     (SockEnd(a), SockEnd(b))
 }
 
-/// A child pinned to CPU 1 that echoes 8-byte messages until killed.
-fn echo_child(mut end: impl End) -> Process {
+/// A child pinned to CPU 1 that echoes 8-byte messages until killed,
+/// each after working (busy) for `delay`.
+fn echo_child(mut end: impl End, delay: Duration) -> Process {
     let child = Process::new(move || -> i32 {
         pin(1);
         let mut buf = [0u8; 8];
         loop {
             end.recv(&mut buf, 8);
+            if !delay.is_zero() {
+                let start = Instant::now();
+                while start.elapsed() < delay {
+                    std::hint::spin_loop();
+                }
+            }
             end.send(&buf);
         }
     })
@@ -159,11 +186,23 @@ fn echo_child(mut end: impl End) -> Process {
 }
 
 fn pingpong(c: &mut Criterion) {
+    pingpong_with(c, "pingpong", Duration::ZERO, true);
+    // The peer works 200 us before it answers: the waiter's spin window
+    // runs out and it sleeps; the wake-up must cost no more than a pipe's.
+    pingpong_with(
+        c,
+        "pingpong_slow_peer_200us",
+        Duration::from_micros(200),
+        false,
+    );
+}
+
+fn pingpong_with(c: &mut Criterion, group: &str, delay: Duration, all: bool) {
     pin(0);
-    let mut g = c.benchmark_group("pingpong");
+    let mut g = c.benchmark_group(group);
     g.sample_size(20).measurement_time(Duration::from_secs(3));
     let mut run = |name: &str, (mut mine, theirs): (Box<dyn End>, Box<dyn End>)| {
-        let child = echo_child(theirs);
+        let child = echo_child(theirs, delay);
         g.bench_function(name, |b| {
             let mut buf = [0u8; 8];
             b.iter(|| {
@@ -177,12 +216,16 @@ fn pingpong(c: &mut Criterion) {
     let boxed = |(a, b): (QueueEnd, QueueEnd)| -> (Box<dyn End>, Box<dyn End>) {
         (Box::new(a), Box::new(b))
     };
-    run("queue_busy_poll", boxed(queue_pair(true)));
+    if all {
+        run("queue_busy_poll", boxed(queue_pair(true)));
+    }
     run("queue_blocking", boxed(queue_pair(false)));
     let (a, b) = pipe_pair();
     run("pipe", (Box::new(a), Box::new(b)));
-    let (a, b) = sock_pair();
-    run("socketpair", (Box::new(a), Box::new(b)));
+    if all {
+        let (a, b) = sock_pair();
+        run("socketpair", (Box::new(a), Box::new(b)));
+    }
     g.finish();
 }
 
