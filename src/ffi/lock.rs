@@ -2,9 +2,8 @@
 //! condition variables (Python's `Lock`, `RLock`, `Condition`).
 
 use std::ffi::{c_char, c_int};
-use std::time::{Duration, Instant};
 
-use super::{MP_OK, Tagged, c_str, guard, non_null, non_null_mut, write_c_string};
+use super::{MP_OK, Tagged, c_str, deadline_from_ns, guard, non_null_mut, write_c_string};
 use crate::error::{Error, Result};
 use crate::shm::Handle;
 use crate::sync::{Condition, Lock, LockError, RLock};
@@ -22,40 +21,10 @@ pub struct mp_rlock_t(RLock);
 /// A process-shared condition variable (Python's `multiprocessing.Condition`).
 pub struct mp_cond_t(Condition);
 
-/// A C `timeout_ns` as a deadline: `MP_WAIT_FOREVER` (-1) is none, 0 is now.
-fn deadline_from_ns(timeout_ns: i64) -> Result<Option<Instant>> {
-    match timeout_ns {
-        -1 => Ok(None),
-        ns if ns >= 0 => Ok(Instant::now().checked_add(Duration::from_nanos(ns as u64))),
-        ns => Err(Error::Invalid(format!(
-            "timeout_ns is {ns}: expected MP_WAIT_FOREVER (-1), 0 (try once) or a positive number"
-        ))),
-    }
-}
-
 /// An acquisition's result as a status: `MP_ERR_OWNER_DIED` still means
 /// acquired.
 fn acquired(r: std::result::Result<(), LockError<()>>) -> Result<c_int> {
     r.map(|()| MP_OK).map_err(Error::from)
-}
-
-/// The object behind a C pointer, shared: a lock is used by several
-/// threads at once, so unlike [`Tagged::get`] this never makes a `&mut`.
-///
-/// # Safety
-///
-/// - `p` is NULL or was returned by [`Tagged::boxed`] (of any `T`) and,
-///   if freed, its memory was not reused yet; it is not freed while the
-///   returned reference lives (a free racing with a use is the caller's bug).
-unsafe fn shared<'a, T>(p: *const Tagged<T>, tag: u64, param: &'static str) -> Result<&'a T> {
-    // SAFETY: forwarded from the caller.
-    let obj = unsafe { non_null(p, param) }?;
-    if obj.tag != tag {
-        return Err(Error::Invalid(format!(
-            "`{param}` is not a live object of this type (freed, or another type)"
-        )));
-    }
-    Ok(&obj.inner)
 }
 
 /// # Safety
@@ -63,7 +32,7 @@ unsafe fn shared<'a, T>(p: *const Tagged<T>, tag: u64, param: &'static str) -> R
 /// - `p` is NULL or a pointer returned by `mp_lock_new`/`mp_lock_open`.
 unsafe fn lock_ref<'a>(p: *const mp_lock_t) -> Result<&'a Lock> {
     // SAFETY: forwarded from the caller; the tag is checked.
-    unsafe { shared(p.cast::<Tagged<mp_lock_t>>(), LOCK_TAG, "lock") }.map(|l| &l.0)
+    unsafe { Tagged::get(p.cast::<Tagged<mp_lock_t>>(), LOCK_TAG, "lock") }.map(|l| &l.0)
 }
 
 /// # Safety
@@ -71,7 +40,7 @@ unsafe fn lock_ref<'a>(p: *const mp_lock_t) -> Result<&'a Lock> {
 /// - `p` is NULL or a pointer returned by `mp_rlock_new`/`mp_rlock_open`.
 unsafe fn rlock_ref<'a>(p: *const mp_rlock_t) -> Result<&'a RLock> {
     // SAFETY: forwarded from the caller; the tag is checked.
-    unsafe { shared(p.cast::<Tagged<mp_rlock_t>>(), RLOCK_TAG, "rlock") }.map(|r| &r.0)
+    unsafe { Tagged::get(p.cast::<Tagged<mp_rlock_t>>(), RLOCK_TAG, "rlock") }.map(|r| &r.0)
 }
 
 /// # Safety
@@ -79,7 +48,7 @@ unsafe fn rlock_ref<'a>(p: *const mp_rlock_t) -> Result<&'a RLock> {
 /// - `p` is NULL or a pointer returned by `mp_cond_new`/`mp_cond_open`.
 unsafe fn cond_ref<'a>(p: *const mp_cond_t) -> Result<&'a Condition> {
     // SAFETY: forwarded from the caller; the tag is checked.
-    unsafe { shared(p.cast::<Tagged<mp_cond_t>>(), COND_TAG, "cond") }.map(|c| &c.0)
+    unsafe { Tagged::get(p.cast::<Tagged<mp_cond_t>>(), COND_TAG, "cond") }.map(|c| &c.0)
 }
 
 /// Creates an unlocked lock in shared memory and stores it in `*out`.

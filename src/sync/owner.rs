@@ -188,7 +188,16 @@ mod tests {
         assert!(owner_is_dead(other.tid, reused, m));
         done_tx.send(()).unwrap();
         t.join().unwrap();
-        assert!(owner_is_dead(other.tid, other.stamp, m), "exited thread");
+        // join returns when the kernel cleared the thread's TID word, which
+        // is shortly before the task leaves /proc: poll, with a deadline.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !owner_is_dead(other.tid, other.stamp, m) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "exited thread still alive"
+            );
+            std::thread::yield_now();
+        }
     }
 
     #[test]
