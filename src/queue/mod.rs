@@ -12,7 +12,7 @@
 //!     zero-copy [`Producer::reserve`] / [`Consumer::read`] and batches.
 //! - [`JoinableQueue`] (`task_done`, `join`), [`SimpleQueue`].
 //! - [`TypedQueue<T>`](TypedQueue): values of a [`ShmSafe`](crate::shm::ShmSafe)
-//!   type by their bytes; with the `serde` feature, [`SerdeQueue<T>`] for
+//!   type by their bytes; with the `serde` feature, `SerdeQueue<T>` for
 //!   any serializable type (postcard).
 //!
 //! Waiting spins briefly, then sleeps on a futex word in the segment
