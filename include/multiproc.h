@@ -38,6 +38,14 @@
 // when this process ends in any way (killed included).
 #define MP_START_DAEMON 256
 
+// `mp_queue_new` flag: count messages for `mp_queue_task_done` / `mp_queue_join`.
+#define MP_QUEUE_JOINABLE 1
+
+// `mp_queue_new` flag: one producer thread and one consumer thread at a
+// time (any process): the faster byte ring. A second producer or consumer
+// gets MP_ERR_STATE.
+#define MP_QUEUE_SPSC 2
+
 // Pages seen by fork children only (`MAP_SHARED | MAP_ANONYMOUS`).
 #define MP_BACKING_ANONYMOUS 0
 
@@ -128,6 +136,11 @@ typedef struct mp_lock_t mp_lock_t;
 // A started child process (opaque). Made by `mp_process_start`, released
 // by `mp_process_free`.
 typedef struct mp_process_t mp_process_t;
+
+// A queue of byte messages in shared memory (opaque). Made by
+// `mp_queue_new` or `mp_queue_open`, released by `mp_queue_free`.
+// Inherited by fork children as it is.
+typedef struct mp_queue_t mp_queue_t;
 
 // A robust process-shared re-entrant lock (Python's `multiprocessing.RLock`).
 typedef struct mp_rlock_t mp_rlock_t;
@@ -740,6 +753,120 @@ int mp_parent_pid(void);
 // How many CPUs this process may run on (affinity and cgroup quota
 // respected, unlike Python's `os.cpu_count()`), or a negative MP_ERR_* code.
 int mp_cpu_count(void);
+
+// Creates a queue of `capacity` messages of up to `max_msg_size` bytes
+// and stores it in `*out`. `flags`: 0, or `MP_QUEUE_JOINABLE` and/or
+// `MP_QUEUE_SPSC`.
+//
+// Errors: MP_ERR_INVALID for a capacity or size of 0 or unknown flags,
+// MP_ERR_TOO_LARGE when the queue would not fit a segment.
+//
+// # Safety
+//
+// - `out` is NULL or valid for writing one pointer.
+int mp_queue_new(size_t capacity, size_t max_msg_size, uint32_t flags, mp_queue_t **out);
+
+// Attaches to the queue named by a handle text (from `mp_queue_handle` in
+// this or another process) and stores it in `*out`.
+//
+// Errors: MP_ERR_INVALID for text that does not parse, MP_ERR_KIND for a
+// handle of another kind of object, MP_ERR_VERSION for an incompatible
+// layout, MP_ERR_NOT_FOUND when the segment cannot be reached.
+//
+// # Safety
+//
+// - `handle` is NULL or a NUL-terminated string.
+// - `out` is NULL or valid for writing one pointer.
+int mp_queue_open(const char *handle, mp_queue_t **out);
+
+// Writes the queue's NUL-terminated handle text into `buf` (`cap` bytes);
+// MP_ERR_TOO_LARGE if it does not fit (300 bytes always suffice).
+//
+// # Safety
+//
+// - `q` is NULL or a pointer returned by `mp_queue_new`/`mp_queue_open`.
+// - `buf` is NULL or valid for writing `cap` bytes.
+int mp_queue_handle(const mp_queue_t *q, char *buf, size_t cap);
+
+// Puts the `len` bytes at `msg` as one message, waiting at most
+// `timeout_ns` for room.
+//
+// Errors: MP_ERR_FULL when no room came in time, MP_ERR_TOO_LARGE for a
+// message over the maximum (nothing is sent), MP_ERR_CLOSED after
+// `mp_queue_close`, MP_ERR_STATE for a second producer of an SPSC queue.
+//
+// # Safety
+//
+// - `q` is NULL or a pointer returned by `mp_queue_new`/`mp_queue_open`.
+// - `msg` is NULL or valid for reading `len` bytes (NULL is accepted when
+//   `len` is 0).
+int mp_queue_put(mp_queue_t *q, const void *msg, size_t len, int64_t timeout_ns);
+
+// Takes the oldest message into `buf` (`cap` bytes) and stores its length
+// in `*len`, waiting at most `timeout_ns` for one.
+//
+// Errors: MP_ERR_EMPTY when none came in time, MP_ERR_CLOSED once the
+// queue is closed and drained, MP_ERR_TOO_LARGE when `cap` is too short:
+// the message stays queued and `*len` holds its size.
+//
+// # Safety
+//
+// - `q` is NULL or a pointer returned by `mp_queue_new`/`mp_queue_open`.
+// - `buf` is NULL or valid for writing `cap` bytes (NULL only with `cap` 0).
+// - `len` is NULL or valid for writing one `size_t`.
+int mp_queue_get(mp_queue_t *q, void *buf, size_t cap, size_t *len, int64_t timeout_ns);
+
+// The number of messages in the queue: approximate while other processes
+// put and get. 0 (with `mp_last_error` set) if `q` is not a live queue.
+//
+// # Safety
+//
+// - `q` is NULL or a pointer returned by `mp_queue_new`/`mp_queue_open`.
+size_t mp_queue_qsize(const mp_queue_t *q);
+
+// The largest message in bytes, or 0 (with `mp_last_error` set) if `q` is
+// not a live queue.
+//
+// # Safety
+//
+// - `q` is NULL or a pointer returned by `mp_queue_new`/`mp_queue_open`.
+size_t mp_queue_max_msg_size(const mp_queue_t *q);
+
+// Closes the queue for every process: later puts fail with MP_ERR_CLOSED;
+// gets drain what is left, then fail with MP_ERR_CLOSED. Sleepers wake.
+//
+// # Safety
+//
+// - `q` is NULL or a pointer returned by `mp_queue_new`/`mp_queue_open`.
+int mp_queue_close(mp_queue_t *q);
+
+// Marks one message taken from a joinable queue as processed.
+// MP_ERR_VALUE when called more times than messages were put,
+// MP_ERR_STATE when the queue was made without MP_QUEUE_JOINABLE.
+//
+// # Safety
+//
+// - `q` is NULL or a pointer returned by `mp_queue_new`/`mp_queue_open`.
+int mp_queue_task_done(mp_queue_t *q);
+
+// Waits at most `timeout_ns` until every message put on a joinable queue
+// was marked done. MP_ERR_TIMEOUT, or MP_ERR_STATE when the queue was made
+// without MP_QUEUE_JOINABLE.
+//
+// # Safety
+//
+// - `q` is NULL or a pointer returned by `mp_queue_new`/`mp_queue_open`.
+int mp_queue_join(mp_queue_t *q, int64_t timeout_ns);
+
+// Releases this process's reference. The queue lives on while other
+// processes hold it. NULL is a no-op; a pointer that is not a live queue
+// is refused (see `mp_last_error`) and left alone.
+//
+// # Safety
+//
+// - `q` is NULL or a pointer returned by `mp_queue_new`/`mp_queue_open`,
+//   not used again afterwards (by any thread).
+void mp_queue_free(mp_queue_t *q);
 
 // Creates a zeroed block of `len` bytes (`len` > 0) with the given backing
 // (`MP_BACKING_*`) and stores it in `*out`.

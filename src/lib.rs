@@ -8,6 +8,7 @@
 pub mod array;
 pub mod ffi;
 pub mod process;
+pub mod queue;
 pub(crate) mod shim;
 pub mod shm;
 pub mod sync;

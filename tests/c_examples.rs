@@ -88,6 +88,7 @@ macro_rules! c_examples {
 c_examples! {
     deposit_withdraw,
     process_exitcodes,
+    queue_mpmc,
     segment_fork,
     start_methods,
     status_codes,

@@ -51,6 +51,7 @@ macro_rules! python_scripts {
 }
 
 python_scripts! {
+    test_queue,
     test_segment,
     test_status,
 }

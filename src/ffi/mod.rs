@@ -17,6 +17,8 @@ mod event;
 #[cfg(not(loom))]
 mod lock;
 pub mod process;
+#[cfg(not(loom))]
+mod queue;
 mod segment;
 #[cfg(not(loom))]
 mod semaphore;
@@ -30,6 +32,8 @@ pub use barrier::*;
 pub use event::*;
 #[cfg(not(loom))]
 pub use lock::*;
+#[cfg(not(loom))]
+pub use queue::*;
 pub use segment::*;
 #[cfg(not(loom))]
 pub use semaphore::*;

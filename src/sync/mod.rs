@@ -6,7 +6,7 @@ mod condition;
 mod event;
 mod event_count;
 mod lock;
-mod owner;
+pub(crate) mod owner;
 mod rlock;
 mod semaphore;
 
