@@ -86,6 +86,7 @@ macro_rules! c_examples {
 }
 
 c_examples! {
+    deposit_withdraw,
     process_exitcodes,
     segment_fork,
     status_codes,
@@ -142,7 +143,9 @@ fn an_example_links_against_the_shared_library() {
 
     // glibc's loader lists the resolved libraries instead of running the
     // program when LD_TRACE_LOADED_OBJECTS is set (this is what ldd does).
+    // Without cargo's LD_LIBRARY_PATH, so the program's own rpath decides.
     let trace = Command::new(&exe)
+        .env_remove("LD_LIBRARY_PATH")
         .env("LD_TRACE_LOADED_OBJECTS", "1")
         .output()
         .expect("run the loader trace");

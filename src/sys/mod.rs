@@ -16,8 +16,8 @@ pub use ipc::{
     close_range_except, ignore_signal, recv, send_nosignal, socketpair_seqpacket, unlink_path,
 };
 pub use mem::{
-    dup_cloexec, fstat_size, ftruncate, getrandom_u64, memfd_create, mmap_shared, munmap,
-    page_size, set_cloexec, shm_open, shm_unlink,
+    dup_cloexec, fstat_size, ftruncate, getrandom_u64, madvise_populate_write, memfd_create,
+    mmap_shared, munmap, page_size, set_cloexec, shm_open, shm_unlink,
 };
 pub use proc::{
     ChildStatus, Forked, current_ids, exit_immediately, fork, getpid, gettid, kill, pidfd_open,
