@@ -161,7 +161,7 @@ fn an_example_links_against_the_shared_library() {
     );
 
     let mut run = Command::new(&exe);
-    run.current_dir(repo_root());
+    run.current_dir(repo_root()).env_remove("LD_LIBRARY_PATH");
     run_watched(
         run,
         scratch.path(),
