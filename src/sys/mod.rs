@@ -8,6 +8,7 @@ mod fd;
 mod futex;
 mod ipc;
 mod mem;
+mod net;
 mod proc;
 
 pub use fd::{dup2, fflush_all, pipe};
@@ -18,6 +19,11 @@ pub use ipc::{
 pub use mem::{
     dup_cloexec, fstat_size, ftruncate, getrandom_u64, memfd_create, mmap_shared, munmap,
     page_size, set_cloexec, shm_open, shm_unlink,
+};
+pub use net::{
+    ShutdownHow, SocketAddress, accept, bind, connect, getsockname_inet, is_socket, listen,
+    poll_many, read, sendmsg_nosignal, set_nonblocking, setsockopt_reuseaddr, shutdown,
+    socket_stream, socketpair_stream, writev,
 };
 pub use proc::{
     ChildStatus, Forked, current_ids, exit_immediately, fork, getpid, gettid, kill, pidfd_open,
