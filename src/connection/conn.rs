@@ -297,7 +297,12 @@ impl Connection {
         while body.len() < len {
             let filled = body.len();
             let target = len.min(filled.saturating_mul(2).max(EAGER_ALLOC));
-            body.resize(target, 0);
+            if body.capacity() == 0 {
+                // Zeroed allocation: fresh pages for a large message, no memset.
+                body = vec![0; target];
+            } else {
+                body.resize(target, 0);
+            }
             let mut got = filled;
             let result = self.fill(&mut body[..target], &mut got, len, deadline);
             body.truncate(got);
