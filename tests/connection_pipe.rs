@@ -99,7 +99,10 @@ fn a_write_only_end_cannot_receive() {
     let _serial = serial();
     let (_reader, mut writer) = pipe(false).unwrap();
     assert!(matches!(writer.recv_bytes(None), Err(Error::State(_))));
-    assert!(matches!(writer.poll(Some(Duration::ZERO)), Err(Error::State(_))));
+    assert!(matches!(
+        writer.poll(Some(Duration::ZERO)),
+        Err(Error::State(_))
+    ));
 }
 
 #[test]
@@ -117,7 +120,10 @@ fn poll_and_timeouts() {
     ));
     a.send_bytes(b"now").unwrap();
     assert!(b.poll(Some(DEADLINE)).unwrap());
-    assert_eq!(b.recv_bytes_timeout(None, Some(Duration::ZERO)).unwrap(), b"now");
+    assert_eq!(
+        b.recv_bytes_timeout(None, Some(Duration::ZERO)).unwrap(),
+        b"now"
+    );
     drop(a);
     // A closed peer makes the end readable: the receive reports it.
     assert!(b.poll(Some(DEADLINE)).unwrap());
@@ -131,7 +137,10 @@ fn a_message_longer_than_maxlength_stays_for_a_later_receive() {
     a.send_bytes(&pattern(1000, 1)).unwrap();
     a.send_bytes(b"next").unwrap();
     match b.recv_bytes(Some(999)) {
-        Err(Error::TooLarge { len: 1000, max: 999 }) => {}
+        Err(Error::TooLarge {
+            len: 1000,
+            max: 999,
+        }) => {}
         other => panic!("expected TooLarge, got {other:?}"),
     }
     assert!(b.poll(Some(Duration::ZERO)).unwrap());
@@ -153,7 +162,10 @@ fn recv_bytes_into_at_an_offset() {
     let mut buf = *b"0123456789";
     assert_eq!(b.recv_bytes_into(&mut buf, 3).unwrap(), 5);
     assert_eq!(&buf, b"012hello89");
-    assert!(matches!(b.recv_bytes_into(&mut buf, 11), Err(Error::Value(_))));
+    assert!(matches!(
+        b.recv_bytes_into(&mut buf, 11),
+        Err(Error::Value(_))
+    ));
     assert_eq!(b.recv_bytes_into(&mut buf, 10).unwrap(), 0);
     let big = pattern(200_000, 9);
     a.send_bytes(&big).unwrap();
@@ -169,12 +181,21 @@ fn send_bytes_range_checks_its_range() {
     a.send_bytes_range(b"abcdef", 2, Some(3)).unwrap();
     a.send_bytes_range(b"abcdef", 4, None).unwrap();
     a.send_bytes_range(b"abcdef", 6, None).unwrap();
-    assert!(matches!(a.send_bytes_range(b"abc", 4, None), Err(Error::Value(_))));
-    assert!(matches!(a.send_bytes_range(b"abc", 1, Some(3)), Err(Error::Value(_))));
+    assert!(matches!(
+        a.send_bytes_range(b"abc", 4, None),
+        Err(Error::Value(_))
+    ));
+    assert!(matches!(
+        a.send_bytes_range(b"abc", 1, Some(3)),
+        Err(Error::Value(_))
+    ));
     assert_eq!(recv(&mut b).unwrap(), b"cde");
     assert_eq!(recv(&mut b).unwrap(), b"ef");
     assert_eq!(recv(&mut b).unwrap(), b"");
-    assert!(!b.poll(Some(Duration::ZERO)).unwrap(), "nothing sent for the bad ranges");
+    assert!(
+        !b.poll(Some(Duration::ZERO)).unwrap(),
+        "nothing sent for the bad ranges"
+    );
 }
 
 #[test]
