@@ -238,7 +238,7 @@ fn bad_clients_get_specific_errors_and_the_listener_goes_on() {
     expect_auth(result, "1000-byte");
 
     // A client that hangs up at once.
-    let result = accept_raw_client(&listener, |s| drop(s));
+    let result = accept_raw_client(&listener, drop);
     assert!(matches!(result, Err(Error::Eof)), "{result:?}");
 
     // A truncated frame, then a hang-up.

@@ -8,10 +8,12 @@
 // The C names of the ABI are snake_case types (`mp_lock_t`) on purpose.
 #![allow(non_camel_case_types)]
 
+mod connection;
 pub mod process;
 mod segment;
 mod status;
 
+pub use connection::*;
 pub use segment::*;
 
 pub use status::*;
