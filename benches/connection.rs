@@ -112,7 +112,10 @@ fn with_child<T: Transport>(
     // descriptor), so it would never read end of file: stop it.
     child.terminate().unwrap();
     let code = child.join(Some(Duration::from_secs(60))).unwrap();
-    assert!(code == 0 || code == -libc::SIGTERM, "child ended with {code}");
+    assert!(
+        code == 0 || code == -libc::SIGTERM,
+        "child ended with {code}"
+    );
 }
 
 /// Child of the round trip: echo every `size`-byte message.

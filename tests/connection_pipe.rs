@@ -400,3 +400,71 @@ fn typed_messages_cross_a_fork() {
     a.send_bytes(&[0xff; 3]).unwrap();
     assert!(matches!(b.recv::<Job>(), Err(Error::Value(_))));
 }
+
+#[test]
+fn large_receive_buffers_take_messages_straight_and_keep_what_follows() {
+    let _serial = serial();
+    let (a, mut b) = pipe(true).unwrap();
+    let mut room = vec![0u8; 64 * 1024];
+    // Several small messages arrive at once: the first read brings them all.
+    for i in 0..3u8 {
+        a.send_bytes(&[i; 100]).unwrap();
+    }
+    a.send_bytes(&pattern(50_000, 4)).unwrap();
+    for i in 0..3u8 {
+        assert_eq!(b.recv_bytes_into(&mut room, 0).unwrap(), 100);
+        assert!(room[..100].iter().all(|x| *x == i));
+    }
+    assert_eq!(b.recv_bytes_into(&mut room, 0).unwrap(), 50_000);
+    assert_eq!(&room[..50_000], &pattern(50_000, 4)[..]);
+    // Too large for the buffer: kept whole for recv_bytes.
+    a.send_bytes(&pattern(100_000, 6)).unwrap();
+    a.send_bytes(b"after").unwrap();
+    assert!(matches!(
+        b.recv_bytes_into(&mut room, 0),
+        Err(Error::TooLarge {
+            len: 100_000,
+            max: 65_536
+        })
+    ));
+    assert_eq!(recv(&mut b).unwrap(), pattern(100_000, 6));
+    assert_eq!(b.recv_bytes_into(&mut room, 0).unwrap(), 5);
+    assert_eq!(&room[..5], b"after");
+}
+
+#[test]
+fn large_receive_buffers_handle_long_prefixes_and_timeouts() {
+    let _serial = serial();
+    let (mut conn, mut raw) = raw_pair();
+    let mut room = vec![0u8; 64 * 1024];
+    raw.write_all(&prefix(-1)).unwrap();
+    raw.write_all(&20_000u64.to_be_bytes()).unwrap();
+    raw.write_all(&pattern(20_000, 8)).unwrap();
+    assert_eq!(conn.recv_bytes_into(&mut room, 0).unwrap(), 20_000);
+    assert_eq!(&room[..20_000], &pattern(20_000, 8)[..]);
+    // Half a message, a timeout, then the rest.
+    let body = pattern(40_000, 9);
+    raw.write_all(&prefix(40_000)).unwrap();
+    raw.write_all(&body[..10_000]).unwrap();
+    assert!(matches!(
+        conn.recv_bytes_into_timeout(&mut room, 0, Some(Duration::from_millis(20))),
+        Err(Error::Timeout)
+    ));
+    raw.write_all(&body[10_000..]).unwrap();
+    assert_eq!(conn.recv_bytes_into(&mut room, 100).unwrap(), 40_000);
+    assert_eq!(&room[100..40_100], &body[..]);
+    // Two bytes of a prefix, then the rest of the frame.
+    raw.write_all(&[0, 0]).unwrap();
+    assert!(matches!(
+        conn.recv_bytes_into_timeout(&mut room, 0, Some(Duration::from_millis(20))),
+        Err(Error::Timeout)
+    ));
+    raw.write_all(&[0, 3, b'x', b'y', b'z']).unwrap();
+    assert_eq!(conn.recv_bytes_into(&mut room, 0).unwrap(), 3);
+    assert_eq!(&room[..3], b"xyz");
+    drop(raw);
+    assert!(matches!(
+        conn.recv_bytes_into(&mut room, 0),
+        Err(Error::Eof)
+    ));
+}

@@ -22,7 +22,7 @@ pub use mem::{
 };
 pub use net::{
     ShutdownHow, SocketAddress, accept, bind, connect, getsockname_inet, is_socket, listen,
-    poll_many, read, sendmsg_nosignal, set_nonblocking, setsockopt_reuseaddr, shutdown,
+    poll_many, read, readv, sendmsg_nosignal, set_nonblocking, setsockopt_reuseaddr, shutdown,
     socket_stream, socketpair_stream, writev,
 };
 pub use proc::{

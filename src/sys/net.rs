@@ -1,13 +1,13 @@
 //! Stream sockets and byte I/O for connections: `socketpair(2)`, `socket(2)`,
 //! `setsockopt(SO_REUSEADDR)`, `bind(2)`, `listen(2)`, `accept4(2)`,
 //! `connect(2)`, `getsockname(2)`, `shutdown(2)`, `fcntl(F_SETFL)`,
-//! `fstat(2)`, `read(2)`, `writev(2)`, `sendmsg(2)` and `poll(2)` on many
+//! `fstat(2)`, `read(2)`, `readv(2)`, `writev(2)`, `sendmsg(2)` and `poll(2)` on many
 //! descriptors.
 //!
 //! Every call that can be interrupted by a signal retries on `EINTR`, except
 //! [`poll_many`], which gives the time left back to its caller.
 
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, IoSliceMut};
 use std::net::SocketAddr;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::Path;
@@ -159,6 +159,12 @@ pub fn is_socket(fd: BorrowedFd<'_>) -> io::Result<bool> {
 /// Retries on `EINTR`.
 pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     retry(|| rustix::io::read(fd, &mut *buf))
+}
+
+/// `readv(fd, bufs)`: fills `bufs` in order with what the descriptor has;
+/// `Ok(0)` at end of file. Retries on `EINTR`.
+pub fn readv(fd: BorrowedFd<'_>, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+    retry(|| rustix::io::readv(fd, bufs))
 }
 
 /// `writev(fd, bufs)`: some prefix of the concatenation of `bufs` is written;
