@@ -1,5 +1,6 @@
 //! [`Connection`]: messages over a stream descriptor, framed as CPython does.
 
+use std::cell::Cell;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -112,7 +113,6 @@ impl Inbox {
 /// assert_eq!(left.recv_bytes(None)?, b"");
 /// # Ok::<(), multiproc::Error>(())
 /// ```
-#[derive(Debug)]
 pub struct Connection {
     /// `None` once closed.
     fd: Option<OwnedFd>,
@@ -122,6 +122,11 @@ pub struct Connection {
     /// with `writev`, which raises `SIGPIPE` if the reader is gone.
     socket: bool,
     inbox: Inbox,
+    /// Where a small message is put together with its prefix before one
+    /// `send(2)`; reused, so sending allocates nothing. (The `Cell` also
+    /// makes a connection `!Sync`: one thread at a time uses it, as in
+    /// CPython.)
+    scratch: Cell<Vec<u8>>,
 }
 
 /// What a deadline leaves: `None` without one, else the time to its end.
@@ -162,6 +167,7 @@ impl Connection {
             writable,
             socket,
             inbox: Inbox::default(),
+            scratch: Cell::new(Vec::new()),
         })
     }
 
@@ -269,19 +275,23 @@ impl Connection {
     /// sent with one `send(2)`, cheaper in the kernel than a two-part
     /// `sendmsg(2)` (CPython concatenates up to the same size).
     fn send_small(&self, fd: BorrowedFd<'_>, prefix: &[u8], buf: &[u8]) -> Result<()> {
-        // A fresh allocation costs less than zeroing a 16 KiB stack array.
-        let mut frame = Vec::with_capacity(prefix.len() + buf.len());
+        let mut frame = self.scratch.take();
+        frame.clear();
         frame.extend_from_slice(prefix);
         frame.extend_from_slice(buf);
         let mut rest = &frame[..];
-        while !rest.is_empty() {
+        let result = loop {
+            if rest.is_empty() {
+                break Ok(());
+            }
             match sys::send_nosignal(fd, rest) {
                 Ok(n) => rest = &rest[n..],
-                Err(e) if is_peer_gone(&e) => return Err(Error::Eof),
-                Err(e) => return Err(Error::os("send_bytes", e)),
+                Err(e) if is_peer_gone(&e) => break Err(Error::Eof),
+                Err(e) => break Err(Error::os("send_bytes", e)),
             }
-        }
-        Ok(())
+        };
+        self.scratch.set(frame);
+        result
     }
 
     /// Sends `buf[offset..offset + size]` (to the end without `size`) as one
@@ -381,10 +391,11 @@ impl Connection {
         }
         let room = &mut buf[offset..];
         let deadline = deadline_after(timeout);
-        if room.len() >= INBOX_CAP && self.inbox.is_idle() {
-            if let Some(len) = self.recv_direct(room, deadline)? {
-                return Ok(len);
-            }
+        if room.len() >= INBOX_CAP
+            && self.inbox.is_idle()
+            && let Some(len) = self.recv_direct(room, deadline)?
+        {
+            return Ok(len);
         }
         let len = self.next_len(deadline)?;
         let len = match usize::try_from(len) {
@@ -546,6 +557,17 @@ impl Connection {
                 return Err(Error::Timeout);
             }
         }
+    }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("fd", &self.fd)
+            .field("readable", &self.readable)
+            .field("writable", &self.writable)
+            .field("socket", &self.socket)
+            .finish_non_exhaustive()
     }
 }
 

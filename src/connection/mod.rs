@@ -51,9 +51,12 @@ use crate::sys;
 /// receives and the second only sends.
 ///
 /// Both are ends of a Unix stream socket pair, inherited by `fork`
-/// children. Drop (or [`close`](Connection::close)) the ends a process does
-/// not use, so that the other side sees [`Error::Eof`] when the last user
-/// goes away.
+/// children. The other side sees [`Error::Eof`] only when every copy of an
+/// end is closed, and a fork child holds a copy of every descriptor its
+/// parent had, the parent's own end included (as in Python). So a child
+/// that loops "until end of file" from its parent never ends: tell it to
+/// stop with a message instead, or have it drop the parent's end (move it
+/// into the child's closure and drop it there).
 pub fn pipe(duplex: bool) -> Result<(Connection, Connection)> {
     let (a, b) = sys::socketpair_stream().map_err(|e| Error::os("socketpair", e))?;
     if !duplex {
