@@ -102,20 +102,41 @@
 // `timeout_ns` value that waits without limit.
 #define MP_WAIT_FOREVER -1
 
+// A shared array of numbers of one typecode, maybe with a lock.
+typedef struct mp_array_t mp_array_t;
+
+// A barrier in shared memory.
+typedef struct mp_barrier_t mp_barrier_t;
+
+// A process-shared condition variable (Python's `multiprocessing.Condition`).
+typedef struct mp_cond_t mp_cond_t;
+
 // One end of a message connection (opaque). Made by `mp_pipe`,
 // `mp_listener_accept` or `mp_client_connect`; released by `mp_conn_free`.
 typedef struct mp_conn_t mp_conn_t;
+
+// An event flag in shared memory.
+typedef struct mp_event_t mp_event_t;
 
 // A listening socket (opaque). Made by `mp_listener_new`, released by
 // `mp_listener_free`.
 typedef struct mp_listener_t mp_listener_t;
 
+// A robust process-shared lock (Python's `multiprocessing.Lock`).
+typedef struct mp_lock_t mp_lock_t;
+
 // A started child process (opaque). Made by `mp_process_start`, released
 // by `mp_process_free`.
 typedef struct mp_process_t mp_process_t;
 
+// A robust process-shared re-entrant lock (Python's `multiprocessing.RLock`).
+typedef struct mp_rlock_t mp_rlock_t;
+
 // A block of shared bytes in its own segment.
 typedef struct mp_segment_t mp_segment_t;
+
+// A counting semaphore, bounded or not, in shared memory.
+typedef struct mp_sem_t mp_sem_t;
 
 // An entry point: runs in the child on the `arg_len` bytes at `arg` given
 // to `mp_process_start`, and returns the child's exit code (the parent
@@ -125,6 +146,175 @@ typedef int (*mp_entry_fn)(const uint8_t *arg, size_t arg_len);
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+// Creates an array of `len` zeroed elements of `typecode` (one of
+// `'b' 'B' 'h' 'H' 'i' 'I' 'l' 'L' 'q' 'Q' 'f' 'd'`, as Python's `array`
+// module; `'l'` is C `long`), with a lock when `with_lock` is 1 (0: none),
+// and stores it in `*out`.
+//
+// Errors: `MP_ERR_INVALID` for another typecode (the message lists the
+// accepted ones) or a `with_lock` other than 0 and 1; `MP_ERR_TOO_LARGE`
+// for a length that cannot be mapped.
+//
+// # Safety
+//
+// - `out` is NULL or valid for writing one pointer.
+int mp_array_new(char typecode, size_t len, int with_lock, mp_array_t **out);
+
+// The first element, or NULL (with `mp_last_error` set) if `a` is not a
+// live array. Elements are the C type of the typecode, `mp_array_len` of
+// them, aligned to 8 bytes. Other processes may write them at any time:
+// hold the array's lock (or use C11 atomics) when that matters.
+//
+// # Safety
+//
+// - `a` is NULL or a pointer returned by `mp_array_new`/`mp_array_open`.
+void *mp_array_data(mp_array_t *a);
+
+// The number of elements, or 0 (with `mp_last_error` set) if `a` is not a
+// live array.
+//
+// # Safety
+//
+// - `a` is NULL or a pointer returned by `mp_array_new`/`mp_array_open`.
+size_t mp_array_len(const mp_array_t *a);
+
+// The typecode character, or 0 (with `mp_last_error` set) if `a` is not a
+// live array.
+//
+// # Safety
+//
+// - `a` is NULL or a pointer returned by `mp_array_new`/`mp_array_open`.
+char mp_array_typecode(const mp_array_t *a);
+
+// The array's lock, or NULL when it was made without one (or `a` is not
+// a live array; then `mp_last_error` says so). Use it with `mp_lock_*`;
+// it belongs to the array: do not free it, it is freed with `a`.
+//
+// # Safety
+//
+// - `a` is NULL or a pointer returned by `mp_array_new`/`mp_array_open`.
+mp_lock_t *mp_array_lock(mp_array_t *a);
+
+// Writes the array's NUL-terminated handle text into `buf` (`cap` bytes);
+// `MP_ERR_TOO_LARGE` if it does not fit (128 bytes always suffice).
+//
+// # Safety
+//
+// - `a` is NULL or a pointer returned by `mp_array_new`/`mp_array_open`.
+// - `buf` is NULL or valid for writing `cap` bytes.
+int mp_array_handle(const mp_array_t *a, char *buf, size_t cap);
+
+// Attaches to the array a handle text names (any typecode; ask it with
+// `mp_array_typecode`) and stores it in `*out`. Errors as `mp_sem_open`.
+//
+// # Safety
+//
+// - `handle` is NULL or a NUL-terminated string.
+// - `out` is NULL or valid for writing one pointer.
+int mp_array_open(const char *handle, mp_array_t **out);
+
+// Releases this process's reference (and the pointer `mp_array_lock`
+// returned); the array lives on while other processes hold it. NULL is a
+// no-op; a pointer that is not a live array is refused (see
+// `mp_last_error`) and left alone.
+//
+// # Safety
+//
+// - `a` is NULL or a pointer returned by `mp_array_new`/`mp_array_open`,
+//   not used again afterwards, nor the lock pointer it gave.
+void mp_array_free(mp_array_t *a);
+
+// Creates a barrier for `parties` parties and stores it in `*out`.
+// `MP_ERR_INVALID` for 0 parties (or more than 16777215).
+//
+// # Safety
+//
+// - `out` is NULL or valid for writing one pointer.
+int mp_barrier_new(uint32_t parties, mp_barrier_t **out);
+
+// Waits at most `timeout_ns` (`MP_WAIT_FOREVER`: no limit) until all
+// parties have arrived, and stores this party's arrival index
+// (`0 .. parties`, the last to arrive gets `parties - 1`) in `*index` if
+// `index` is not NULL.
+//
+// Errors: `MP_ERR_BROKEN` when the barrier is or becomes broken (aborted,
+// reset, or another party timed out); `MP_ERR_TIMEOUT` when this party's
+// time ran out, which breaks the barrier for the others.
+//
+// # Safety
+//
+// - `b` is NULL or a pointer returned by `mp_barrier_new`/`mp_barrier_open`.
+// - `index` is NULL or valid for writing one `uint32_t`.
+int mp_barrier_wait(mp_barrier_t *b, int64_t timeout_ns, uint32_t *index);
+
+// Breaks the barrier: waiting and later parties get `MP_ERR_BROKEN`
+// until `mp_barrier_reset`.
+//
+// # Safety
+//
+// - `b` is NULL or a pointer returned by `mp_barrier_new`/`mp_barrier_open`.
+int mp_barrier_abort(mp_barrier_t *b);
+
+// Starts a fresh, unbroken round; parties waiting in the current one get
+// `MP_ERR_BROKEN`.
+//
+// # Safety
+//
+// - `b` is NULL or a pointer returned by `mp_barrier_new`/`mp_barrier_open`.
+int mp_barrier_reset(mp_barrier_t *b);
+
+// 1 when the barrier is broken, 0 when not, a negative code for a bad `b`.
+//
+// # Safety
+//
+// - `b` is NULL or a pointer returned by `mp_barrier_new`/`mp_barrier_open`.
+int mp_barrier_broken(const mp_barrier_t *b);
+
+// Stores the number of parties waiting in the current round (0 when
+// broken) in `*out`.
+//
+// # Safety
+//
+// - `b` is NULL or a pointer returned by `mp_barrier_new`/`mp_barrier_open`.
+// - `out` is NULL or valid for writing one `uint32_t`.
+int mp_barrier_n_waiting(const mp_barrier_t *b, uint32_t *out);
+
+// Stores the number of parties a round needs in `*out`.
+//
+// # Safety
+//
+// - `b` is NULL or a pointer returned by `mp_barrier_new`/`mp_barrier_open`.
+// - `out` is NULL or valid for writing one `uint32_t`.
+int mp_barrier_parties(const mp_barrier_t *b, uint32_t *out);
+
+// Writes the barrier's NUL-terminated handle text into `buf` (`cap`
+// bytes); `MP_ERR_TOO_LARGE` if it does not fit (128 bytes always suffice).
+//
+// # Safety
+//
+// - `b` is NULL or a pointer returned by `mp_barrier_new`/`mp_barrier_open`.
+// - `buf` is NULL or valid for writing `cap` bytes.
+int mp_barrier_handle(const mp_barrier_t *b, char *buf, size_t cap);
+
+// Attaches to the barrier a handle text names and stores it in `*out`.
+// Errors as `mp_sem_open`.
+//
+// # Safety
+//
+// - `handle` is NULL or a NUL-terminated string.
+// - `out` is NULL or valid for writing one pointer.
+int mp_barrier_open(const char *handle, mp_barrier_t **out);
+
+// Releases this process's reference; the barrier lives on while other
+// processes hold it. NULL is a no-op; a pointer that is not a live
+// barrier is refused (see `mp_last_error`) and left alone.
+//
+// # Safety
+//
+// - `b` is NULL or a pointer returned by `mp_barrier_new`/`mp_barrier_open`,
+//   not used again afterwards.
+void mp_barrier_free(mp_barrier_t *b);
 
 // Makes two connected ends (Python's `Pipe(duplex)`) and stores them in
 // `*a` and `*b`. With `duplex` 0, `a` only receives and `b` only sends.
@@ -141,7 +331,8 @@ int mp_pipe(int duplex, mp_conn_t **a, mp_conn_t **b);
 //
 // # Safety
 //
-// - `c` is NULL or a live connection from this API.
+// - `c` is NULL or a live connection from this API, not used by another
+//   thread during the call.
 // - `buf` is NULL or valid for reading `len` bytes.
 int mp_conn_send_bytes(mp_conn_t *c, const void *buf, size_t len);
 
@@ -156,7 +347,8 @@ int mp_conn_send_bytes(mp_conn_t *c, const void *buf, size_t len);
 //
 // # Safety
 //
-// - `c` is NULL or a live connection from this API.
+// - `c` is NULL or a live connection from this API, not used by another
+//   thread during the call.
 // - `buf` is NULL or valid for writing `cap` bytes.
 // - `len` is NULL or valid for writing one `size_t`.
 int mp_conn_recv_bytes(mp_conn_t *c, void *buf, size_t cap, size_t *len, int64_t timeout_ns);
@@ -166,7 +358,8 @@ int mp_conn_recv_bytes(mp_conn_t *c, void *buf, size_t cap, size_t *len, int64_t
 //
 // # Safety
 //
-// - `c` is NULL or a live connection from this API.
+// - `c` is NULL or a live connection from this API, not used by another
+//   thread during the call.
 int mp_conn_poll(mp_conn_t *c, int64_t timeout_ns);
 
 // The connection's descriptor (to poll it with other descriptors), or a
@@ -175,7 +368,8 @@ int mp_conn_poll(mp_conn_t *c, int64_t timeout_ns);
 //
 // # Safety
 //
-// - `c` is NULL or a live connection from this API.
+// - `c` is NULL or a live connection from this API, not used by another
+//   thread during the call.
 int mp_conn_fileno(mp_conn_t *c);
 
 // Waits until at least one of the `n` connections in `conns` can receive
@@ -273,6 +467,305 @@ int mp_client_connect_timeout(const char *address,
                               size_t keylen,
                               int64_t timeout_ns,
                               mp_conn_t **out);
+
+// Creates a clear event and stores it in `*out`.
+//
+// # Safety
+//
+// - `out` is NULL or valid for writing one pointer.
+int mp_event_new(mp_event_t **out);
+
+// Sets the flag and wakes every waiter (in any process). No syscall when
+// nobody waits; nothing happens when it is set already.
+//
+// # Safety
+//
+// - `e` is NULL or a pointer returned by `mp_event_new`/`mp_event_open`.
+int mp_event_set(mp_event_t *e);
+
+// Clears the flag.
+//
+// # Safety
+//
+// - `e` is NULL or a pointer returned by `mp_event_new`/`mp_event_open`.
+int mp_event_clear(mp_event_t *e);
+
+// 1 when the flag is set, 0 when clear, a negative code for a bad `e`.
+//
+// # Safety
+//
+// - `e` is NULL or a pointer returned by `mp_event_new`/`mp_event_open`.
+int mp_event_is_set(const mp_event_t *e);
+
+// Waits at most `timeout_ns` (`MP_WAIT_FOREVER`: no limit, 0: check once)
+// for the flag. `MP_OK` when it was set during the wait (or already),
+// `MP_ERR_TIMEOUT` otherwise.
+//
+// # Safety
+//
+// - `e` is NULL or a pointer returned by `mp_event_new`/`mp_event_open`.
+int mp_event_wait(mp_event_t *e, int64_t timeout_ns);
+
+// Writes the event's NUL-terminated handle text into `buf` (`cap` bytes);
+// `MP_ERR_TOO_LARGE` if it does not fit (128 bytes always suffice).
+//
+// # Safety
+//
+// - `e` is NULL or a pointer returned by `mp_event_new`/`mp_event_open`.
+// - `buf` is NULL or valid for writing `cap` bytes.
+int mp_event_handle(const mp_event_t *e, char *buf, size_t cap);
+
+// Attaches to the event a handle text names and stores it in `*out`.
+// Errors as `mp_sem_open`.
+//
+// # Safety
+//
+// - `handle` is NULL or a NUL-terminated string.
+// - `out` is NULL or valid for writing one pointer.
+int mp_event_open(const char *handle, mp_event_t **out);
+
+// Releases this process's reference; the event lives on while other
+// processes hold it. NULL is a no-op; a pointer that is not a live event
+// is refused (see `mp_last_error`) and left alone.
+//
+// # Safety
+//
+// - `e` is NULL or a pointer returned by `mp_event_new`/`mp_event_open`,
+//   not used again afterwards.
+void mp_event_free(mp_event_t *e);
+
+// Creates an unlocked lock in shared memory and stores it in `*out`.
+// Fork children inherit it; other processes attach with `mp_lock_open`.
+//
+// # Safety
+//
+// - `out` is NULL or valid for writing one pointer.
+int mp_lock_new(mp_lock_t **out);
+
+// Attaches to the lock named by a handle text (from `mp_lock_handle`).
+// `MP_ERR_INVALID` for text that does not parse, `MP_ERR_KIND` for a
+// handle of another object kind, `MP_ERR_NOT_FOUND` when the segment
+// cannot be reached.
+//
+// # Safety
+//
+// - `handle` is NULL or a NUL-terminated string.
+// - `out` is NULL or valid for writing one pointer.
+int mp_lock_open(const char *handle, mp_lock_t **out);
+
+// Writes the lock's NUL-terminated handle text into `buf` (`cap` bytes);
+// `MP_ERR_TOO_LARGE` if it does not fit (128 bytes always suffice).
+//
+// # Safety
+//
+// - `l` is NULL or a pointer returned by `mp_lock_new`/`mp_lock_open`.
+// - `buf` is NULL or valid for writing `cap` bytes.
+int mp_lock_handle(const mp_lock_t *l, char *buf, size_t cap);
+
+// Acquires the lock, waiting at most `timeout_ns` (`MP_WAIT_FOREVER`: no
+// limit; 0: try once). `MP_OK`; `MP_ERR_OWNER_DIED`: acquired, but a
+// holder died holding it (repair the data, then `mp_lock_make_consistent`;
+// until then every acquirer is told); `MP_ERR_TIMEOUT`. Not re-entrant:
+// acquiring it again from the holding thread waits for the timeout.
+//
+// # Safety
+//
+// - `l` is NULL or a pointer returned by `mp_lock_new`/`mp_lock_open`.
+int mp_lock_acquire(mp_lock_t *l, int64_t timeout_ns);
+
+// Releases the lock. `MP_ERR_NOT_OWNER` if the calling thread does not
+// hold it (then nothing changes).
+//
+// # Safety
+//
+// - `l` is NULL or a pointer returned by `mp_lock_new`/`mp_lock_open`.
+int mp_lock_release(mp_lock_t *l);
+
+// Marks the data repaired after `MP_ERR_OWNER_DIED`; later acquisitions
+// return `MP_OK` again. `MP_ERR_NOT_OWNER` unless the caller holds it.
+//
+// # Safety
+//
+// - `l` is NULL or a pointer returned by `mp_lock_new`/`mp_lock_open`.
+int mp_lock_make_consistent(mp_lock_t *l);
+
+// 1 if some thread (of any process) holds the lock now, 0 if not, or a
+// negative code.
+//
+// # Safety
+//
+// - `l` is NULL or a pointer returned by `mp_lock_new`/`mp_lock_open`.
+int mp_lock_is_locked(const mp_lock_t *l);
+
+// Releases this process's reference (not the lock itself: a held lock
+// stays held). NULL is a no-op; a pointer that is not a live lock is
+// refused (see `mp_last_error`) and left alone.
+//
+// # Safety
+//
+// - `l` is NULL or a pointer returned by `mp_lock_new`/`mp_lock_open`,
+//   not used again afterwards.
+void mp_lock_free(mp_lock_t *l);
+
+// Creates an unlocked re-entrant lock in shared memory.
+//
+// # Safety
+//
+// - `out` is NULL or valid for writing one pointer.
+int mp_rlock_new(mp_rlock_t **out);
+
+// Attaches to the re-entrant lock named by a handle text (from
+// `mp_rlock_handle`). Errors as `mp_lock_open`.
+//
+// # Safety
+//
+// - `handle` is NULL or a NUL-terminated string.
+// - `out` is NULL or valid for writing one pointer.
+int mp_rlock_open(const char *handle, mp_rlock_t **out);
+
+// Writes the re-entrant lock's handle text into `buf` (`cap` bytes).
+//
+// # Safety
+//
+// - `r` is NULL or a pointer returned by `mp_rlock_new`/`mp_rlock_open`.
+// - `buf` is NULL or valid for writing `cap` bytes.
+int mp_rlock_handle(const mp_rlock_t *r, char *buf, size_t cap);
+
+// Acquires one level, waiting at most `timeout_ns`; at once if the caller
+// holds it already. Results as `mp_lock_acquire`.
+//
+// # Safety
+//
+// - `r` is NULL or a pointer returned by `mp_rlock_new`/`mp_rlock_open`.
+int mp_rlock_acquire(mp_rlock_t *r, int64_t timeout_ns);
+
+// Releases one level; the last one frees the lock. `MP_ERR_NOT_OWNER` if
+// the calling thread does not hold it.
+//
+// # Safety
+//
+// - `r` is NULL or a pointer returned by `mp_rlock_new`/`mp_rlock_open`.
+int mp_rlock_release(mp_rlock_t *r);
+
+// Marks the data repaired after `MP_ERR_OWNER_DIED`. `MP_ERR_NOT_OWNER`
+// unless the caller holds it.
+//
+// # Safety
+//
+// - `r` is NULL or a pointer returned by `mp_rlock_new`/`mp_rlock_open`.
+int mp_rlock_make_consistent(mp_rlock_t *r);
+
+// The calling thread's recursion level (0 unless it holds the lock), or a
+// negative code.
+//
+// # Safety
+//
+// - `r` is NULL or a pointer returned by `mp_rlock_new`/`mp_rlock_open`.
+int mp_rlock_count(const mp_rlock_t *r);
+
+// Releases this process's reference (a held level stays held). NULL is a
+// no-op; a pointer that is not a live re-entrant lock is refused.
+//
+// # Safety
+//
+// - `r` is NULL or a pointer returned by `mp_rlock_new`/`mp_rlock_open`,
+//   not used again afterwards.
+void mp_rlock_free(mp_rlock_t *r);
+
+// Creates a condition variable for `lock`, or, with `lock` NULL, with a
+// re-entrant lock of its own (Python's default). Take the lock with
+// `mp_cond_acquire` (either way) or `mp_lock_acquire` (a given lock).
+// The condition keeps its own reference to `lock`.
+//
+// # Safety
+//
+// - `lock` is NULL or a pointer returned by `mp_lock_new`/`mp_lock_open`.
+// - `out` is NULL or valid for writing one pointer.
+int mp_cond_new(mp_lock_t *lock, mp_cond_t **out);
+
+// Attaches to the condition named by a handle text (from
+// `mp_cond_handle`). Pass the same lock it was made with (opened with
+// `mp_lock_open`), or NULL if it has its own; a mismatch is
+// `MP_ERR_INVALID`. Other errors as `mp_lock_open`.
+//
+// # Safety
+//
+// - `handle` is NULL or a NUL-terminated string.
+// - `lock` is NULL or a pointer returned by `mp_lock_new`/`mp_lock_open`.
+// - `out` is NULL or valid for writing one pointer.
+int mp_cond_open(const char *handle, mp_lock_t *lock, mp_cond_t **out);
+
+// Writes the condition's handle text into `buf` (`cap` bytes). A separate
+// lock has its own handle (`mp_lock_handle`).
+//
+// # Safety
+//
+// - `c` is NULL or a pointer returned by `mp_cond_new`/`mp_cond_open`.
+// - `buf` is NULL or valid for writing `cap` bytes.
+int mp_cond_handle(const mp_cond_t *c, char *buf, size_t cap);
+
+// Acquires (one level of) the condition's lock. Results as
+// `mp_lock_acquire`.
+//
+// # Safety
+//
+// - `c` is NULL or a pointer returned by `mp_cond_new`/`mp_cond_open`.
+int mp_cond_acquire(mp_cond_t *c, int64_t timeout_ns);
+
+// Releases (one level of) the condition's lock. `MP_ERR_NOT_OWNER` if
+// the caller does not hold it.
+//
+// # Safety
+//
+// - `c` is NULL or a pointer returned by `mp_cond_new`/`mp_cond_open`.
+int mp_cond_release(mp_cond_t *c);
+
+// Marks the data behind the condition's lock repaired after
+// `MP_ERR_OWNER_DIED`. `MP_ERR_NOT_OWNER` unless the caller holds it.
+//
+// # Safety
+//
+// - `c` is NULL or a pointer returned by `mp_cond_new`/`mp_cond_open`.
+int mp_cond_make_consistent(mp_cond_t *c);
+
+// Releases the lock (all levels), waits until notified or `timeout_ns`
+// passes, and reacquires the lock (without a limit). `MP_OK`: notified;
+// `MP_ERR_TIMEOUT`: not notified in time; `MP_ERR_OWNER_DIED`: the lock
+// was reacquired from a holder that died (repair, then
+// `mp_cond_make_consistent`); `MP_ERR_NOT_OWNER`: the caller did not hold
+// the lock (nothing happened). The caller holds the lock on return in
+// every case but `MP_ERR_NOT_OWNER` and bad arguments.
+//
+// # Safety
+//
+// - `c` is NULL or a pointer returned by `mp_cond_new`/`mp_cond_open`.
+int mp_cond_wait(mp_cond_t *c, int64_t timeout_ns);
+
+// Wakes at most `n` of the threads waiting now, oldest first.
+// `MP_ERR_NOT_OWNER` if the caller does not hold the lock.
+//
+// # Safety
+//
+// - `c` is NULL or a pointer returned by `mp_cond_new`/`mp_cond_open`.
+int mp_cond_notify(mp_cond_t *c, uint32_t n);
+
+// Wakes every thread waiting now. `MP_ERR_NOT_OWNER` if the caller does
+// not hold the lock.
+//
+// # Safety
+//
+// - `c` is NULL or a pointer returned by `mp_cond_new`/`mp_cond_open`.
+int mp_cond_notify_all(mp_cond_t *c);
+
+// Releases this process's reference to the condition (and its own
+// reference to a separate lock). NULL is a no-op; a pointer that is not a
+// live condition is refused.
+//
+// # Safety
+//
+// - `c` is NULL or a pointer returned by `mp_cond_new`/`mp_cond_open`,
+//   not used again afterwards.
+void mp_cond_free(mp_cond_t *c);
 
 // Registers `fn` as the entry point `name` (1 to 255 bytes of UTF-8) for
 // `mp_process_start`. Call it before `mp_init`, first thing in `main`.
@@ -459,6 +952,72 @@ void mp_segment_free(mp_segment_t *seg);
 //
 // - `removed` is NULL or valid for writing one `size_t`.
 int mp_segment_sweep(size_t *removed);
+
+// Creates a semaphore with `initial` permits. `max` bounds the value
+// (Python's `BoundedSemaphore`: a release past it is `MP_ERR_VALUE`); 0
+// leaves it unbounded. Stores it in `*out`.
+//
+// Errors: `MP_ERR_INVALID` when `max` is not 0 and below `initial`.
+//
+// # Safety
+//
+// - `out` is NULL or valid for writing one pointer.
+int mp_sem_new(uint32_t initial, uint32_t max, mp_sem_t **out);
+
+// Takes a permit, waiting at most `timeout_ns` (`MP_WAIT_FOREVER`: no
+// limit, 0: try once). `MP_ERR_TIMEOUT` when none became free in time.
+//
+// # Safety
+//
+// - `s` is NULL or a pointer returned by `mp_sem_new`/`mp_sem_open`.
+int mp_sem_acquire(mp_sem_t *s, int64_t timeout_ns);
+
+// Gives a permit back and wakes one waiter. `MP_ERR_VALUE` (and no
+// change) when the value is already at its maximum.
+//
+// # Safety
+//
+// - `s` is NULL or a pointer returned by `mp_sem_new`/`mp_sem_open`.
+int mp_sem_release(mp_sem_t *s);
+
+// Stores the number of free permits now in `*out`.
+//
+// # Safety
+//
+// - `s` is NULL or a pointer returned by `mp_sem_new`/`mp_sem_open`.
+// - `out` is NULL or valid for writing one `uint32_t`.
+int mp_sem_value(const mp_sem_t *s, uint32_t *out);
+
+// Writes the semaphore's NUL-terminated handle text into `buf` (`cap`
+// bytes); `MP_ERR_TOO_LARGE` if it does not fit (128 bytes always suffice).
+//
+// # Safety
+//
+// - `s` is NULL or a pointer returned by `mp_sem_new`/`mp_sem_open`.
+// - `buf` is NULL or valid for writing `cap` bytes.
+int mp_sem_handle(const mp_sem_t *s, char *buf, size_t cap);
+
+// Attaches to the semaphore a handle text names and stores it in `*out`.
+//
+// Errors: `MP_ERR_INVALID` for text that does not parse, `MP_ERR_KIND`
+// for a handle of another object kind, `MP_ERR_VERSION` for an
+// incompatible layout, `MP_ERR_NOT_FOUND` when the segment is gone.
+//
+// # Safety
+//
+// - `handle` is NULL or a NUL-terminated string.
+// - `out` is NULL or valid for writing one pointer.
+int mp_sem_open(const char *handle, mp_sem_t **out);
+
+// Releases this process's reference; the semaphore lives on while other
+// processes hold it. NULL is a no-op; a pointer that is not a live
+// semaphore is refused (see `mp_last_error`) and left alone.
+//
+// # Safety
+//
+// - `s` is NULL or a pointer returned by `mp_sem_new`/`mp_sem_open`, not
+//   used again afterwards.
+void mp_sem_free(mp_sem_t *s);
 
 // The name of a status code (`"MP_ERR_TIMEOUT: timed out"`), or
 // `"unknown status"` for a number that is none. Never NULL; static storage.

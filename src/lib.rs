@@ -1,12 +1,19 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
+#![warn(missing_docs)]
+
+// The layers of DESIGN.md, bottom up; each imports only those below it.
+#[cfg(not(loom))]
+pub mod array;
 pub mod connection;
-pub mod error;
-pub(crate) mod shim;
-pub mod sync;
-pub mod sys;
-pub use error::{Error, Result, Status};
 pub mod ffi;
 pub mod process;
+pub(crate) mod shim;
 pub mod shm;
+pub mod sync;
+pub mod sys;
+
+pub mod error;
+
+pub use error::{Error, Result, Status};

@@ -22,9 +22,24 @@ pub(crate) use loom::sync::atomic::{
     AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence,
 };
 
-/// How many rounds a waiter polls before it sleeps. Under loom there is no
-/// point polling: every interleaving of one check is already explored.
-pub(crate) const SPIN_ROUNDS: u32 = if cfg!(loom) { 1 } else { 200 };
+/// How many rounds a waiter polls with a `PAUSE` before it yields. Under
+/// loom there is no point polling: every interleaving of one check is
+/// already explored.
+pub(crate) const SPIN_ROUNDS: u32 = if cfg!(loom) { 1 } else { 100 };
+
+/// How many rounds a waiter then polls with `sched_yield` before it sleeps.
+/// A peer on the same core gets to run at once (a spin would only delay
+/// it); alone on its core a yield returns at once and acts as a slower spin.
+pub(crate) const YIELD_ROUNDS: u32 = if cfg!(loom) { 0 } else { 8 };
+
+/// Gives the core to another runnable thread, if any (`sched_yield`).
+#[inline]
+pub(crate) fn yield_now() {
+    #[cfg(not(loom))]
+    std::thread::yield_now();
+    #[cfg(loom)]
+    loom::thread::yield_now();
+}
 
 /// A hint inside a spin loop (`PAUSE`); under loom, a yield so the model
 /// scheduler can run the thread we are waiting for.

@@ -3,9 +3,10 @@
 //! `multiprocessing.connection`.
 
 use std::ffi::{c_char, c_int, c_void};
-use std::time::Duration;
 
-use super::{MP_OK, MP_WAIT_FOREVER, Tagged, c_str, guard, non_null_mut, write_c_string};
+use super::{
+    MP_OK, MP_WAIT_FOREVER, Tagged, c_str, guard, non_null_mut, timeout_from_ns, write_c_string,
+};
 use crate::connection::{self, Address, Connection, DEFAULT_BACKLOG, Listener, Waitable};
 use crate::error::{Error, Result};
 
@@ -20,22 +21,18 @@ pub struct mp_conn_t(Connection);
 /// `mp_listener_free`.
 pub struct mp_listener_t(Listener);
 
-fn timeout_from_ns(timeout_ns: i64) -> Result<Option<Duration>> {
-    match timeout_ns {
-        MP_WAIT_FOREVER => Ok(None),
-        ns if ns >= 0 => Ok(Some(Duration::from_nanos(ns as u64))),
-        ns => Err(Error::Invalid(format!(
-            "timeout_ns is {ns}: expected MP_WAIT_FOREVER (-1), 0 (try once) or a positive number"
-        ))),
-    }
-}
-
 /// # Safety
 ///
-/// - `c` is NULL or a pointer returned by this module, not freed.
+/// - `c` is NULL or a pointer returned by this module, not freed, and no
+///   other thread uses the same connection during the call (a connection
+///   is used by one thread at a time, as in CPython).
 unsafe fn conn<'a>(c: *mut mp_conn_t) -> Result<&'a mut Connection> {
+    let p = c.cast::<Tagged<mp_conn_t>>();
     // SAFETY: forwarded from the caller; the tag is checked.
-    unsafe { Tagged::get(c.cast(), TAG_CONN, "c") }.map(|c: &mut mp_conn_t| &mut c.0)
+    unsafe { Tagged::get(p, TAG_CONN, "c") }?;
+    // SAFETY: `p` is a live, tagged `mp_conn_t` (checked above; the shared
+    // reference is gone), and the caller promises nobody else uses it now.
+    Ok(unsafe { &mut (*p).inner.0 })
 }
 
 /// # Safety
@@ -43,7 +40,7 @@ unsafe fn conn<'a>(c: *mut mp_conn_t) -> Result<&'a mut Connection> {
 /// - `l` is NULL or a pointer returned by `mp_listener_new`, not freed.
 unsafe fn listener<'a>(l: *mut mp_listener_t) -> Result<&'a Listener> {
     // SAFETY: forwarded from the caller; the tag is checked.
-    unsafe { Tagged::get(l.cast(), TAG_LISTENER, "l") }.map(|l: &mut mp_listener_t| &l.0)
+    unsafe { Tagged::get(l.cast(), TAG_LISTENER, "l") }.map(|l: &mp_listener_t| &l.0)
 }
 
 fn boxed_conn(c: Connection) -> *mut mp_conn_t {
@@ -103,7 +100,8 @@ pub unsafe extern "C" fn mp_pipe(
 ///
 /// # Safety
 ///
-/// - `c` is NULL or a live connection from this API.
+/// - `c` is NULL or a live connection from this API, not used by another
+///   thread during the call.
 /// - `buf` is NULL or valid for reading `len` bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mp_conn_send_bytes(
@@ -138,7 +136,8 @@ pub unsafe extern "C" fn mp_conn_send_bytes(
 ///
 /// # Safety
 ///
-/// - `c` is NULL or a live connection from this API.
+/// - `c` is NULL or a live connection from this API, not used by another
+///   thread during the call.
 /// - `buf` is NULL or valid for writing `cap` bytes.
 /// - `len` is NULL or valid for writing one `size_t`.
 #[unsafe(no_mangle)]
@@ -181,7 +180,8 @@ pub unsafe extern "C" fn mp_conn_recv_bytes(
 ///
 /// # Safety
 ///
-/// - `c` is NULL or a live connection from this API.
+/// - `c` is NULL or a live connection from this API, not used by another
+///   thread during the call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mp_conn_poll(c: *mut mp_conn_t, timeout_ns: i64) -> c_int {
     guard("mp_conn_poll", || {
@@ -197,7 +197,8 @@ pub unsafe extern "C" fn mp_conn_poll(c: *mut mp_conn_t, timeout_ns: i64) -> c_i
 ///
 /// # Safety
 ///
-/// - `c` is NULL or a live connection from this API.
+/// - `c` is NULL or a live connection from this API, not used by another
+///   thread during the call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mp_conn_fileno(c: *mut mp_conn_t) -> c_int {
     use std::os::fd::AsRawFd;

@@ -8,13 +8,33 @@
 // The C names of the ABI are snake_case types (`mp_lock_t`) on purpose.
 #![allow(non_camel_case_types)]
 
+#[cfg(not(loom))]
+mod array;
+#[cfg(not(loom))]
+mod barrier;
 mod connection;
+#[cfg(not(loom))]
+mod event;
+#[cfg(not(loom))]
+mod lock;
 pub mod process;
 mod segment;
+#[cfg(not(loom))]
+mod semaphore;
 mod status;
 
+#[cfg(not(loom))]
+pub use array::*;
+#[cfg(not(loom))]
+pub use barrier::*;
 pub use connection::*;
+#[cfg(not(loom))]
+pub use event::*;
+#[cfg(not(loom))]
+pub use lock::*;
 pub use segment::*;
+#[cfg(not(loom))]
+pub use semaphore::*;
 
 pub use status::*;
 
@@ -117,6 +137,24 @@ pub(crate) unsafe fn write_c_string(text: &str, buf: *mut c_char, cap: usize) ->
     Ok(MP_OK)
 }
 
+/// A C `timeout_ns` as a Rust timeout: `MP_WAIT_FOREVER` (-1) is `None`
+/// (wait without limit), 0 tries once, a positive value waits that many
+/// nanoseconds. Other negative values are [`Error::Invalid`].
+pub(crate) fn timeout_from_ns(timeout_ns: i64) -> Result<Option<std::time::Duration>> {
+    match timeout_ns {
+        MP_WAIT_FOREVER => Ok(None),
+        0.. => Ok(Some(std::time::Duration::from_nanos(timeout_ns as u64))),
+        _ => Err(Error::Invalid(format!(
+            "timeout_ns is {timeout_ns}: expected MP_WAIT_FOREVER (-1), 0 (try once) or a positive number"
+        ))),
+    }
+}
+
+/// A C `timeout_ns` as a deadline from now (see [`timeout_from_ns`]).
+pub(crate) fn deadline_from_ns(timeout_ns: i64) -> Result<Option<std::time::Instant>> {
+    Ok(timeout_from_ns(timeout_ns)?.and_then(|t| std::time::Instant::now().checked_add(t)))
+}
+
 /// Tags at the start of every boxed C object, so a pointer to something
 /// else, or to a freed object, is refused with `MP_ERR_INVALID` instead of
 /// being used. Each type has its own tag; `free` overwrites it.
@@ -136,26 +174,30 @@ impl<T> Tagged<T> {
         Box::into_raw(Box::new(Tagged { tag, inner }))
     }
 
-    /// The object behind a C pointer, if it carries `tag`.
+    /// The object behind a C pointer, if it carries `tag`. Shared, never
+    /// `&mut`: C code may use one object from several threads at once, so
+    /// every object's operations take `&self`.
     ///
     /// # Safety
     ///
     /// - `p` is NULL or was returned by [`Tagged::boxed`] (of any `T`) and,
     ///   if freed, its memory was not reused for something else yet. A
     ///   mismatched tag is reported, not trusted.
+    /// - `p` is not freed while the returned reference lives (a free racing
+    ///   with a use is the C caller's bug, as with any C object).
     pub(crate) unsafe fn get<'a>(
-        p: *mut Tagged<T>,
+        p: *const Tagged<T>,
         tag: u64,
         param: &'static str,
-    ) -> Result<&'a mut T> {
+    ) -> Result<&'a T> {
         // SAFETY: forwarded from the caller.
-        let obj = unsafe { non_null_mut(p, param) }?;
+        let obj = unsafe { non_null(p, param) }?;
         if obj.tag != tag {
             return Err(Error::Invalid(format!(
                 "`{param}` is not a live object of this type (freed, or another type)"
             )));
         }
-        Ok(&mut obj.inner)
+        Ok(&obj.inner)
     }
 
     /// Frees the object behind a C pointer. NULL is a no-op; a wrong tag is
@@ -180,5 +222,24 @@ impl<T> Tagged<T> {
             drop(Box::from_raw(p));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timeouts_from_c() {
+        assert_eq!(timeout_from_ns(-1).unwrap(), None);
+        assert_eq!(timeout_from_ns(0).unwrap(), Some(Duration::ZERO));
+        assert_eq!(
+            timeout_from_ns(1_500).unwrap(),
+            Some(Duration::from_nanos(1_500))
+        );
+        assert!(matches!(timeout_from_ns(-2), Err(Error::Invalid(_))));
+        assert!(deadline_from_ns(MP_WAIT_FOREVER).unwrap().is_none());
+        assert!(deadline_from_ns(i64::MIN).is_err());
     }
 }

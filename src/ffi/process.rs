@@ -1,9 +1,8 @@
 //! Processes: `mp_register`, `mp_init`, `mp_process_*`, `mp_cpu_count`.
 
 use std::ffi::{c_char, c_int};
-use std::time::Duration;
 
-use super::{MP_OK, MP_WAIT_FOREVER, Tagged, c_str, guard, non_null, non_null_mut};
+use super::{MP_OK, Tagged, c_str, guard, non_null_mut, timeout_from_ns};
 use crate::error::{Error, Result};
 use crate::process::{self, Entry, Process, StartMethod};
 
@@ -42,24 +41,7 @@ const TAG_PROCESS: u64 = 0x4D50_5052_4F43_0001;
 unsafe fn process_ref<'a>(p: *const mp_process_t) -> Result<&'a Process> {
     // SAFETY: forwarded from the caller: NULL or a live `Tagged` box, whose
     // tag is checked before its contents are trusted.
-    let obj = unsafe { non_null(p.cast::<Tagged<Process>>(), "p") }?;
-    if obj.tag != TAG_PROCESS {
-        return Err(Error::Invalid(
-            "`p` is not a live mp_process_t (freed, or another type)".into(),
-        ));
-    }
-    Ok(&obj.inner)
-}
-
-/// A C `timeout_ns` as a Rust timeout: `MP_WAIT_FOREVER` is `None`.
-fn timeout_from_ns(timeout_ns: i64) -> Result<Option<Duration>> {
-    match timeout_ns {
-        MP_WAIT_FOREVER => Ok(None),
-        ns if ns >= 0 => Ok(Some(Duration::from_nanos(ns as u64))),
-        ns => Err(Error::Invalid(format!(
-            "timeout_ns is {ns}: expected MP_WAIT_FOREVER (-1), 0 (try once) or a positive number"
-        ))),
-    }
+    unsafe { Tagged::get(p.cast::<Tagged<Process>>(), TAG_PROCESS, "p") }
 }
 
 fn start_method_from_c(method: c_int) -> Result<StartMethod> {
@@ -336,17 +318,6 @@ pub extern "C" fn mp_cpu_count() -> c_int {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timeouts_from_c() {
-        assert_eq!(timeout_from_ns(-1).unwrap(), None);
-        assert_eq!(timeout_from_ns(0).unwrap(), Some(Duration::ZERO));
-        assert_eq!(
-            timeout_from_ns(1_500).unwrap(),
-            Some(Duration::from_nanos(1_500))
-        );
-        assert!(matches!(timeout_from_ns(-2), Err(Error::Invalid(_))));
-    }
 
     #[test]
     fn start_methods_from_c() {

@@ -84,7 +84,7 @@ pub unsafe extern "C" fn mp_segment_open(
 /// - `seg` is NULL or a pointer returned by `mp_segment_new`/`mp_segment_open`.
 unsafe fn segment<'a>(seg: *const mp_segment_t) -> Result<&'a SharedMemory, Error> {
     // SAFETY: forwarded from the caller; the tag is checked.
-    unsafe { Tagged::get(seg.cast_mut().cast(), TAG, "seg") }.map(|s: &mut mp_segment_t| &s.0)
+    unsafe { Tagged::get(seg.cast_mut().cast(), TAG, "seg") }.map(|s: &mp_segment_t| &s.0)
 }
 
 /// The first byte of the block, or NULL (with `mp_last_error` set) if `seg`

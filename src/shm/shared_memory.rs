@@ -130,6 +130,48 @@ impl SharedMemory {
         unsafe { std::slice::from_raw_parts(ptr.as_ptr(), self.len() / size_of::<A>()) }
     }
 
+    /// Maps the pages holding bytes `range` into this process now, in one
+    /// system call (`MADV_POPULATE_WRITE`), instead of taking one page fault
+    /// per 4 KiB page at first touch. A fork child inherits the block but
+    /// not its page-table entries: a worker about to write a large part
+    /// calls this for that part first. The contents are unchanged. A no-op
+    /// on kernels before 5.14.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use multiproc::shm::{Backing, SharedMemory};
+    ///
+    /// let mem = SharedMemory::new(1 << 20, Backing::Anonymous)?;
+    /// mem.prefault(0..mem.len())?;
+    /// assert!(mem.prefault(0..mem.len() + 1).is_err());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn prefault(&self, range: std::ops::Range<usize>) -> Result<()> {
+        if range.start > range.end || range.end > self.len() {
+            return Err(Error::Invalid(format!(
+                "range {range:?} is outside the block of {} bytes",
+                self.len()
+            )));
+        }
+        if range.is_empty() {
+            return Ok(());
+        }
+        let page = crate::sys::page_size();
+        let base = self.as_ptr() as usize;
+        let first = (base + range.start) / page * page;
+        let last = (base + range.end).next_multiple_of(page);
+        let ptr = NonNull::new(first as *mut u8).expect("inside a mapping");
+        // SAFETY: the pages from `first` to `last` hold only bytes of this
+        // block's segment mapping (segments are whole pages, the block lies
+        // inside), which is live and writable while `self` is.
+        match unsafe { crate::sys::madvise_populate_write(ptr, last - first) } {
+            Ok(()) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
+            Err(e) => Err(Error::os("madvise(MADV_POPULATE_WRITE)", e)),
+        }
+    }
+
     /// The bytes as a slice.
     ///
     /// # Safety

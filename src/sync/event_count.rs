@@ -113,6 +113,15 @@ impl EventCount {
         deadline: Option<Instant>,
         ready: &mut dyn FnMut() -> Option<T>,
     ) -> Option<T> {
+        for _ in 0..shim::YIELD_ROUNDS {
+            if let Some(v) = ready() {
+                return Some(v);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+            shim::yield_now();
+        }
         let registered = self.register();
         let result = loop {
             // SYNC(ec-notify): pairs with the Release bump in `notify`; seeing

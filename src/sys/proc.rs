@@ -44,6 +44,9 @@ impl ChildStatus {
 /// - The child must leave with [`exit_immediately`] (or exec), never by
 ///   returning into code that assumes it is the parent.
 pub unsafe fn fork() -> io::Result<Forked> {
+    // Registered before any fork of ours, so a child never inherits the
+    // registration half-done (see `register_atfork`).
+    register_atfork();
     // SAFETY: the caller accepts fork's rules above.
     match unsafe { libc::fork() } {
         -1 => Err(io::Error::last_os_error()),
@@ -199,6 +202,11 @@ extern "C" fn after_fork_in_child() {
     FORK_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// Registers the fork child handler once. It runs at library load (the
+/// constructor below), so that a fork made by any thread, or by C code,
+/// never copies the `Once` in the middle of its initialisation into a child
+/// (where it would stay "in progress" forever); `fork` and `current_ids`
+/// call it too, for loaders that skip constructors.
 fn register_atfork() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -208,6 +216,17 @@ fn register_atfork() {
         assert_eq!(rc, 0, "pthread_atfork failed");
     });
 }
+
+extern "C" fn register_atfork_at_load() {
+    register_atfork();
+}
+
+// SAFETY (of the link section): an `.init_array` entry is an `extern "C"
+// fn()` run once by the loader before `main` (or at `dlopen`); ours only
+// calls pthread_atfork through a `Once`.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static REGISTER_ATFORK_AT_LOAD: extern "C" fn() = register_atfork_at_load;
 
 /// The calling thread's `(pid, tid)`, cached per thread without a syscall and
 /// refreshed after a `fork`, whoever made it (C code included).
