@@ -127,8 +127,16 @@ typedef struct mp_barrier_t mp_barrier_t;
 // A process-shared condition variable (Python's `multiprocessing.Condition`).
 typedef struct mp_cond_t mp_cond_t;
 
+// One end of a message connection (opaque). Made by `mp_pipe`,
+// `mp_listener_accept` or `mp_client_connect`; released by `mp_conn_free`.
+typedef struct mp_conn_t mp_conn_t;
+
 // An event flag in shared memory.
 typedef struct mp_event_t mp_event_t;
+
+// A listening socket (opaque). Made by `mp_listener_new`, released by
+// `mp_listener_free`.
+typedef struct mp_listener_t mp_listener_t;
 
 // A robust process-shared lock (Python's `multiprocessing.Lock`).
 typedef struct mp_lock_t mp_lock_t;
@@ -328,6 +336,158 @@ int mp_barrier_open(const char *handle, mp_barrier_t **out);
 // - `b` is NULL or a pointer returned by `mp_barrier_new`/`mp_barrier_open`,
 //   not used again afterwards.
 void mp_barrier_free(mp_barrier_t *b);
+
+// Makes two connected ends (Python's `Pipe(duplex)`) and stores them in
+// `*a` and `*b`. With `duplex` 0, `a` only receives and `b` only sends.
+// Both are inherited by fork children; free the end a process does not use.
+//
+// # Safety
+//
+// - `a` and `b` are NULL or valid for writing one pointer each.
+int mp_pipe(int duplex, mp_conn_t **a, mp_conn_t **b);
+
+// Sends `len` bytes at `buf` as one message (`buf` may be NULL when `len`
+// is 0). MP_ERR_EOF when the peer is gone, MP_ERR_STATE on a receive-only
+// end.
+//
+// # Safety
+//
+// - `c` is NULL or a live connection from this API, not used by another
+//   thread during the call.
+// - `buf` is NULL or valid for reading `len` bytes.
+int mp_conn_send_bytes(mp_conn_t *c, const void *buf, size_t len);
+
+// Receives the next message into `buf` (`cap` bytes) and stores its
+// length in `*len`, waiting at most `timeout_ns`.
+//
+// MP_ERR_TOO_LARGE when the message is longer than `cap`: it stays first
+// in line, `*len` says its size (so `cap` 0 and `buf` NULL ask for the size).
+// MP_ERR_TIMEOUT: what arrived of a message is kept for the next call.
+// MP_ERR_EOF: the peer closed. MP_ERR_OS: the peer closed in the middle of
+// a message. MP_ERR_INVALID: bytes that are not CPython framing.
+//
+// # Safety
+//
+// - `c` is NULL or a live connection from this API, not used by another
+//   thread during the call.
+// - `buf` is NULL or valid for writing `cap` bytes.
+// - `len` is NULL or valid for writing one `size_t`.
+int mp_conn_recv_bytes(mp_conn_t *c, void *buf, size_t cap, size_t *len, int64_t timeout_ns);
+
+// 1 if a receive would not block (a message, or the peer's end of file, is
+// there), 0 if none came within `timeout_ns`, or a negative error.
+//
+// # Safety
+//
+// - `c` is NULL or a live connection from this API, not used by another
+//   thread during the call.
+int mp_conn_poll(mp_conn_t *c, int64_t timeout_ns);
+
+// The connection's descriptor (to poll it with other descriptors), or a
+// negative error. Read messages through `mp_conn_recv_bytes`, not the
+// descriptor: the connection may hold bytes already received.
+//
+// # Safety
+//
+// - `c` is NULL or a live connection from this API, not used by another
+//   thread during the call.
+int mp_conn_fileno(mp_conn_t *c);
+
+// Waits until at least one of the `n` connections in `conns` can receive
+// without blocking, or `timeout_ns` passes. Sets `ready[i]` to 1 or 0 for
+// each and returns how many are ready (0 on timeout), or a negative error.
+//
+// # Safety
+//
+// - `conns` is NULL or valid for reading `n` pointers, each NULL or a live
+//   connection from this API (a connection may appear once only).
+// - `ready` is NULL or valid for writing `n` bytes.
+int mp_wait(mp_conn_t *const *conns, size_t n, int64_t timeout_ns, uint8_t *ready);
+
+// Closes and releases a connection. NULL is a no-op; a pointer that is
+// not a live connection is refused (see `mp_last_error`) and left alone.
+//
+// # Safety
+//
+// - `c` is NULL or a connection from this API, not used again afterwards.
+void mp_conn_free(mp_conn_t *c);
+
+// Listens at `address` (`"tcp:HOST:PORT"`, port 0 picks a free one, or
+// `"unix:PATH"`) and stores the listener in `*out`. With an `authkey`
+// (`keylen` bytes; NULL or empty: none), accepted clients must prove they
+// know it, and the listener proves it back (CPython's handshake).
+//
+// MP_ERR_INVALID for an address that does not parse or a Unix path that
+// is too long, MP_ERR_OS when the system refuses (address in use).
+//
+// # Safety
+//
+// - `address` is NULL or a NUL-terminated string.
+// - `authkey` is NULL or valid for reading `keylen` bytes.
+// - `out` is NULL or valid for writing one pointer.
+int mp_listener_new(const char *address,
+                    const uint8_t *authkey,
+                    size_t keylen,
+                    mp_listener_t **out);
+
+// Writes the address the listener listens at, NUL-terminated, into `buf`
+// (`cap` bytes): for TCP with the port the system chose. MP_ERR_TOO_LARGE
+// if it does not fit.
+//
+// # Safety
+//
+// - `l` is NULL or a live listener from `mp_listener_new`.
+// - `buf` is NULL or valid for writing `cap` bytes.
+int mp_listener_address(mp_listener_t *l, char *buf, size_t cap);
+
+// Accepts the next client, authenticates it if the listener has a key,
+// and stores the connection in `*out`; waits at most `timeout_ns` in all.
+//
+// MP_ERR_AUTH for a client with another key or that does not speak the
+// handshake; MP_ERR_EOF / MP_ERR_OS for one that hung up; MP_ERR_TIMEOUT.
+// The listener keeps working after any of these.
+//
+// # Safety
+//
+// - `l` is NULL or a live listener from `mp_listener_new`.
+// - `out` is NULL or valid for writing one pointer.
+int mp_listener_accept(mp_listener_t *l, int64_t timeout_ns, mp_conn_t **out);
+
+// Stops listening and releases the listener (a Unix socket file it made
+// is removed). NULL is a no-op; a pointer that is not a live listener is
+// refused (see `mp_last_error`) and left alone.
+//
+// # Safety
+//
+// - `l` is NULL or a listener from `mp_listener_new`, not used again
+//   afterwards.
+void mp_listener_free(mp_listener_t *l);
+
+// Connects to a listener (ours or Python's) at `address` and, with an
+// `authkey`, runs the handshake; stores the connection in `*out`. Waits
+// for the handshake without limit; see `mp_client_connect_timeout`.
+//
+// MP_ERR_AUTH when either side's check fails; MP_ERR_OS when the
+// connection is refused; MP_ERR_INVALID for an address that does not parse.
+//
+// # Safety
+//
+// - `address` is NULL or a NUL-terminated string.
+// - `authkey` is NULL or valid for reading `keylen` bytes.
+// - `out` is NULL or valid for writing one pointer.
+int mp_client_connect(const char *address, const uint8_t *authkey, size_t keylen, mp_conn_t **out);
+
+// `mp_client_connect` whose handshake waits at most `timeout_ns`
+// (MP_ERR_TIMEOUT then).
+//
+// # Safety
+//
+// - As for `mp_client_connect`.
+int mp_client_connect_timeout(const char *address,
+                              const uint8_t *authkey,
+                              size_t keylen,
+                              int64_t timeout_ns,
+                              mp_conn_t **out);
 
 // Creates a clear event and stores it in `*out`.
 //

@@ -6,6 +6,7 @@
 // The layers of DESIGN.md, bottom up; each imports only those below it.
 #[cfg(not(loom))]
 pub mod array;
+pub mod connection;
 pub mod ffi;
 pub mod process;
 pub mod queue;

@@ -86,6 +86,7 @@ macro_rules! c_examples {
 }
 
 c_examples! {
+    conn_client_server,
     deposit_withdraw,
     process_exitcodes,
     queue_mpmc,

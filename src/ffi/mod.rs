@@ -12,6 +12,7 @@
 mod array;
 #[cfg(not(loom))]
 mod barrier;
+mod connection;
 #[cfg(not(loom))]
 mod event;
 #[cfg(not(loom))]
@@ -28,6 +29,7 @@ mod status;
 pub use array::*;
 #[cfg(not(loom))]
 pub use barrier::*;
+pub use connection::*;
 #[cfg(not(loom))]
 pub use event::*;
 #[cfg(not(loom))]

@@ -9,6 +9,7 @@ mod fd;
 mod futex;
 mod ipc;
 mod mem;
+mod net;
 mod proc;
 mod scm;
 
@@ -24,6 +25,11 @@ pub use ipc::{
 pub use mem::{
     dup_cloexec, fstat_size, ftruncate, getrandom_u64, madvise_populate_write, memfd_create,
     mmap_shared, munmap, page_size, set_cloexec, shm_open, shm_unlink,
+};
+pub use net::{
+    ShutdownHow, SocketAddress, accept, bind, connect, getsockname_inet, is_socket, listen,
+    poll_many, read, readv, sendmsg_nosignal, set_nonblocking, setsockopt_reuseaddr, shutdown,
+    socket_stream, socketpair_stream, writev,
 };
 pub use proc::{
     ChildStatus, Forked, current_ids, exit_immediately, fork, getpid, getppid, gettid, kill,
