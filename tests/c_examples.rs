@@ -16,6 +16,7 @@
 //! test, so `libmultiproc.a` and `libmultiproc.so` sit next to this test
 //! binary in `target/<profile>/deps/` when it runs; see
 //! [`common::built_library`].
+#![cfg(not(loom))]
 
 mod common;
 

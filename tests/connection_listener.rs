@@ -4,6 +4,7 @@
 //!
 //! Each test holds `SERIAL`, so no fork child of one test holds another
 //! test's sockets open.
+#![cfg(not(loom))]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

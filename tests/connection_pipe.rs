@@ -3,6 +3,7 @@
 //!
 //! Each test holds `SERIAL` while it runs: a fork child of one test would
 //! otherwise inherit another test's descriptors and hold its peer open.
+#![cfg(not(loom))]
 
 use std::io::Write;
 use std::os::fd::{BorrowedFd, OwnedFd};

@@ -2,6 +2,7 @@
 //!
 //! After changing `src/ffi/`, regenerate with
 //! `MULTIPROC_BLESS=1 cargo test --test header_up_to_date` and commit the header.
+#![cfg(not(loom))]
 
 use std::path::Path;
 

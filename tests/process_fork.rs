@@ -3,6 +3,7 @@
 //! Children that must stay alive block reading a pipe (a "gate") until the
 //! test writes a byte or kills them; nothing is ordered by sleeping. Every
 //! wait has a deadline.
+#![cfg(not(loom))]
 
 use std::fs::File;
 use std::io::{Read, Write};

@@ -10,6 +10,7 @@
 //! and plain `assert`s, print what they check, and may import the helpers in
 //! `tests/python/mp_ctypes.py` (other files without the `test_` prefix are
 //! helpers too, not scripts).
+#![cfg(not(loom))]
 
 mod common;
 

@@ -7,6 +7,7 @@
 //! The Python side is `tests/python/peer_connection.py`; see its docstring
 //! for the exchange. Every wait has a deadline; the Python peer also ends
 //! itself after 60 s.
+#![cfg(not(loom))]
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

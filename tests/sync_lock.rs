@@ -4,6 +4,7 @@
 //!
 //! Every blocking call has a deadline; children that outlive a test are
 //! killed and reaped by their handle's `Drop`.
+#![cfg(not(loom))]
 
 use std::cell::UnsafeCell;
 use std::io::{Read, Write};

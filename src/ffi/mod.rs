@@ -155,6 +155,7 @@ pub(crate) fn timeout_from_ns(timeout_ns: i64) -> Result<Option<std::time::Durat
 }
 
 /// A C `timeout_ns` as a deadline from now (see [`timeout_from_ns`]).
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn deadline_from_ns(timeout_ns: i64) -> Result<Option<std::time::Instant>> {
     Ok(timeout_from_ns(timeout_ns)?.and_then(|t| std::time::Instant::now().checked_add(t)))
 }
