@@ -1,193 +1,105 @@
-//! Worker processes produce a large array of numbers, once writing straight
-//! into a shared array (allocated and touched once, before the runs, as an
-//! application reuses its buffers) and once streaming the same bytes
-//! through one OS pipe each to the parent, which checks them as they
-//! arrive. Each run is timed end to end: start the workers, move the data,
-//! join, check every word. Prints both and the ratio.
+//! A producer process streams messages to its parent through a multiproc
+//! SPSC queue and, for comparison, through an OS pipe. Prints messages/s,
+//! GB/s and the ratio for a few message sizes.
 //!
-//! The work per word (compute it, check it) is the same on both sides, so
-//! the ratio shows what the transfer costs on top of it.
-//!
-//! `cargo run --release --example demo [-- MiB [runs]]` (default 256 MiB, 5 runs).
+//! Run: `cargo run --release --example demo` (the README's main demo)
 
+use std::fs::File;
 use std::io::{Read, Write};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use multiproc::Result;
-use multiproc::process::{Process, cpu_count};
-use multiproc::shm::{Backing, SharedMemory};
+use multiproc::process::Process;
+use multiproc::queue::{Queue, QueueOptions};
 
-const JOIN_DEADLINE: Duration = Duration::from_secs(120);
+const LONG: Option<Duration> = Some(Duration::from_secs(120));
 
-/// The value of word `i`: cheap to compute, impossible to get right by accident.
-fn word(i: usize) -> u64 {
-    (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5555
+/// Messages/s and bytes/s of moving `count` messages of `size` bytes.
+struct Rate {
+    msgs_per_s: f64,
+    bytes_per_s: f64,
 }
 
-/// The words worker `w` of `n` produces: a contiguous share.
-fn share(w: usize, n: usize, words: usize) -> std::ops::Range<usize> {
-    (words * w / n)..(words * (w + 1) / n)
-}
-
-/// Workers write their shares straight into one shared block.
-fn through_shared_memory(mem: &SharedMemory, workers: usize) -> Result<Duration> {
-    let words = mem.len() / 8;
-    let start = Instant::now();
-    let procs: Vec<Process> = (0..workers)
-        .map(|w| {
-            let mem = mem.clone();
-            Process::new(move || {
-                // One call maps this worker's pages instead of a fault each.
-                let mine = share(w, workers, words);
-                mem.prefault(mine.start * 8..mine.end * 8)
-                    .expect("prefault");
-                let out = mem.as_atomic_u64();
-                for i in share(w, workers, words) {
-                    // Relaxed: the parent reads after join, which orders it.
-                    out[i].store(word(i), Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
-    for p in &procs {
-        p.start()?;
+fn rate(count: u64, size: usize, took: Duration) -> Rate {
+    let s = took.as_secs_f64();
+    Rate {
+        msgs_per_s: count as f64 / s,
+        bytes_per_s: (count * size as u64) as f64 / s,
     }
-    for p in &procs {
-        assert_eq!(p.join(Some(JOIN_DEADLINE))?, 0, "worker failed");
-    }
-    // The parent checks every word, one thread per share, as the pipe
-    // version does.
-    let cells = mem.as_atomic_u64();
-    std::thread::scope(|s| {
-        for w in 0..workers {
-            s.spawn(move || {
-                for i in share(w, workers, words) {
-                    assert_eq!(
-                        cells[i].load(Ordering::Relaxed),
-                        word(i),
-                        "word {i} is wrong"
-                    );
-                }
-            });
-        }
-    });
-    Ok(start.elapsed())
 }
 
-/// Workers send their shares through one OS pipe each; the parent reads
-/// each pipe in 1 MiB chunks and checks every word as it arrives, as a
-/// stream consumer does.
-fn through_pipes(words: usize, workers: usize) -> Result<Duration> {
-    let start = Instant::now();
-    let mut readers = Vec::new();
-    let mut procs = Vec::new();
-    for w in 0..workers {
-        let (reader, writer) = std::io::pipe().map_err(|e| multiproc::Error::os("pipe", e))?;
-        // The parent's copy of `writer` goes with the closure when `start`
-        // returns, so the reader sees end-of-file when the child is done.
-        let p = Process::new(move || {
-            let mut writer = writer;
-            let mut chunk = Vec::with_capacity(64 * 1024);
-            for i in share(w, workers, words) {
-                chunk.extend_from_slice(&word(i).to_ne_bytes());
-                if chunk.len() == chunk.capacity() {
-                    writer.write_all(&chunk).expect("pipe write");
-                    chunk.clear();
-                }
+fn through_queue(count: u64, size: usize) -> multiproc::Result<Rate> {
+    let q = Queue::with_options(QueueOptions {
+        spsc: true,
+        ..QueueOptions::new(64.max((8 << 20) / size).min(1 << 16), size)
+    })?;
+    let producer = {
+        let q = q.clone();
+        Process::new(move || -> multiproc::Result<()> {
+            let msg = vec![0x5a; size];
+            for _ in 0..count {
+                q.put(&msg, true, LONG)?;
             }
-            writer.write_all(&chunk).expect("pipe write");
-        });
-        p.start()?;
-        readers.push(reader);
-        procs.push(p);
+            Ok(())
+        })
+    };
+    let mut buf = vec![0u8; size];
+    let start = Instant::now();
+    producer.start()?;
+    for _ in 0..count {
+        q.get(&mut buf, true, LONG)?;
     }
-    // One reader thread per pipe, as the workers also run side by side.
-    let received: usize = std::thread::scope(|s| {
-        let jobs: Vec<_> = readers
-            .into_iter()
-            .enumerate()
-            .map(|(w, mut reader)| {
-                s.spawn(move || {
-                    let mut next = share(w, workers, words).start;
-                    let mut buf = vec![0u8; 1 << 20];
-                    loop {
-                        let n = reader.read(&mut buf).expect("pipe read");
-                        if n == 0 {
-                            return next - share(w, workers, words).start;
-                        }
-                        // A read may end inside a word: complete it.
-                        let mut n = n;
-                        if n % 8 != 0 {
-                            let rest = 8 - n % 8;
-                            reader
-                                .read_exact(&mut buf[n..n + rest])
-                                .expect("the rest of a word");
-                            n += rest;
-                        }
-                        for b in buf[..n].chunks_exact(8) {
-                            let got = u64::from_ne_bytes(b.try_into().expect("8 bytes"));
-                            assert_eq!(got, word(next), "word {next} is wrong");
-                            next += 1;
-                        }
-                    }
-                })
-            })
-            .collect();
-        jobs.into_iter()
-            .map(|j| j.join().expect("reader thread"))
-            .sum()
+    let took = start.elapsed();
+    assert_eq!(producer.join(LONG)?, 0);
+    Ok(rate(count, size, took))
+}
+
+fn through_pipe(count: u64, size: usize) -> multiproc::Result<Rate> {
+    let (r, w) = multiproc::sys::pipe().map_err(|e| multiproc::Error::os("pipe", e))?;
+    let (mut r, w) = (File::from(r), File::from(w));
+    let producer = Process::new(move || -> std::io::Result<()> {
+        let mut w = w;
+        let msg = vec![0x5a; size];
+        for _ in 0..count {
+            w.write_all(&msg)?;
+        }
+        Ok(())
     });
-    for p in &procs {
-        assert_eq!(p.join(Some(JOIN_DEADLINE))?, 0, "worker failed");
+    let mut buf = vec![0u8; size];
+    let start = Instant::now();
+    producer.start()?;
+    for _ in 0..count {
+        r.read_exact(&mut buf)
+            .map_err(|e| multiproc::Error::os("pipe read", e))?;
     }
-    assert_eq!(received, words);
-    Ok(start.elapsed())
+    let took = start.elapsed();
+    assert_eq!(producer.join(LONG)?, 0);
+    Ok(rate(count, size, took))
 }
 
-fn median(mut xs: Vec<Duration>) -> Duration {
-    xs.sort();
-    xs[xs.len() / 2]
-}
-
-fn main() -> Result<()> {
-    let mut args = std::env::args().skip(1);
-    let mib: usize = args
-        .next()
-        .map_or(256, |a| a.parse().expect("MiB: a number"));
-    let runs: usize = args
-        .next()
-        .map_or(5, |a| a.parse().expect("runs: a number"));
-    let words = mib * 1024 * 1024 / 8;
-    let workers = cpu_count()?.clamp(1, 8);
+fn main() -> multiproc::Result<()> {
+    println!("one producer process -> this process, messages copied in and out");
     println!(
-        "multiproc demo: {workers} worker processes produce {mib} MiB ({words} u64 words); \
-         median of {runs} runs, each end to end (start, transfer, join, verify)"
+        "{:>9} | {:>14} {:>9} | {:>14} {:>9} | {:>6}",
+        "size", "queue msg/s", "GB/s", "pipe msg/s", "GB/s", "ratio"
     );
-    let shared = SharedMemory::new(words * 8, Backing::Anonymous)?;
-    // Touch every page once, so no run pays for first faults.
-    shared
-        .as_atomic_u64()
-        .iter()
-        .for_each(|w| w.store(1, Ordering::Relaxed));
-    let (mut shm, mut pipe) = (Vec::new(), Vec::new());
-    for _ in 0..runs {
-        shm.push(through_shared_memory(&shared, workers)?);
-        pipe.push(through_pipes(words, workers)?);
-    }
-    let (shm, pipe) = (median(shm), median(pipe));
-    let gbps = |d: Duration| (words * 8) as f64 / d.as_secs_f64() / 1e9;
-    println!("{:<28}{:>12}{:>14}", "", "time", "throughput");
-    for (name, d) in [("shared memory (multiproc)", shm), ("OS pipe", pipe)] {
+    for (size, count) in [
+        (8usize, 2_000_000u64),
+        (64, 2_000_000),
+        (4096, 200_000),
+        (65536, 20_000),
+        (1 << 20, 2_000),
+    ] {
+        let q = through_queue(count, size)?;
+        let p = through_pipe(count, size)?;
         println!(
-            "{name:<28}{:>9.1} ms{:>9.2} GB/s",
-            d.as_secs_f64() * 1e3,
-            gbps(d)
+            "{:>9} | {:>14.0} {:>9.2} | {:>14.0} {:>9.2} | {:>5.1}x",
+            size,
+            q.msgs_per_s,
+            q.bytes_per_s / 1e9,
+            p.msgs_per_s,
+            p.bytes_per_s / 1e9,
+            q.msgs_per_s / p.msgs_per_s
         );
     }
-    println!(
-        "ratio: shared memory is {:.1}x the OS pipe's throughput",
-        pipe.as_secs_f64() / shm.as_secs_f64()
-    );
     Ok(())
 }
