@@ -35,10 +35,7 @@ pub(crate) fn start(
     work: Work,
     launch: Launch<'_>,
 ) -> std::result::Result<Arc<ChildCell>, (Work, Error)> {
-    match start_child(&work, launch) {
-        Ok(child) => Ok(child),
-        Err(e) => Err((work, e)),
-    }
+    start_child(&work, launch).map_err(|e| (work, e))
 }
 
 fn start_child(work: &Work, launch: Launch<'_>) -> Result<Arc<ChildCell>> {
