@@ -80,7 +80,7 @@ fn register_server_entry() -> Result<()> {
 ///     .map(|i| {
 ///         let (d, l) = (d.clone(), l.clone());
 ///         Process::new(move || {
-///             d.set(&[i], &[i * 10]).and_then(|()| l.append(&[i])).is_ok()
+///             d.set(&[i], &[i * 10]).and_then(|()| l.append(&[i]))
 ///         })
 ///     })
 ///     .collect();

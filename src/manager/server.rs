@@ -206,17 +206,19 @@ fn serve_client(shared: &Shared, mut conn: Connection, caller: &Caller) {
             }
             Err(_) => break,
         };
+        let mut shutdown = false;
         let (request_id, result) = match protocol::decode_request(&frame) {
-            Ok(req) => (
-                req.request_id,
-                catch_unwind(AssertUnwindSafe(|| dispatch(shared, caller, &mut held, &req)))
-                    .unwrap_or_else(|_| {
-                        Err(Error::Internal(format!(
-                            "method {} of object {} panicked in the server",
-                            req.method, req.object
-                        )))
-                    }),
-            ),
+            Ok(req) => {
+                shutdown = req.object == CONTROL_OBJECT && req.method == control::SHUTDOWN;
+                let run = AssertUnwindSafe(|| dispatch(shared, caller, &mut held, &req));
+                let result = catch_unwind(run).unwrap_or_else(|_| {
+                    Err(Error::Internal(format!(
+                        "method {} of object {} panicked in the server",
+                        req.method, req.object
+                    )))
+                });
+                (req.request_id, result)
+            }
             Err(e) => (protocol::request_id_of(&frame), Err(e)),
         };
         let encoded = result.and_then(|fields| {
@@ -226,11 +228,15 @@ fn serve_client(shared: &Shared, mut conn: Connection, caller: &Caller) {
         if let Err(e) = encoded {
             protocol::encode_error(&mut out, request_id, &e);
         }
-        if conn.send_bytes(&out).is_err() {
-            break;
+        let sent = conn.send_bytes(&out);
+        if shutdown {
+            // SeqCst: see `Server::serve`.
+            shared.stopping.store(true, Ordering::SeqCst);
+            // Ignored: if the pipe is full the accept loop is awake already.
+            let _ = std::io::Write::write(&mut &shared.wake_write, b"x");
         }
         // SeqCst: see `Server::serve`.
-        if shared.stopping.load(Ordering::SeqCst) {
+        if sent.is_err() || shared.stopping.load(Ordering::SeqCst) {
             break;
         }
     }
@@ -338,13 +344,9 @@ fn dispatch(
                 ))),
             }
         }
-        control::SHUTDOWN => {
-            // SeqCst: see `Server::serve`.
-            shared.stopping.store(true, Ordering::SeqCst);
-            // Ignored: if the pipe is full the accept loop is awake already.
-            let _ = std::io::Write::write(&mut &shared.wake_write, b"x");
-            Ok(Vec::new())
-        }
+        // The accept loop is woken once the reply is sent (`serve_client`),
+        // so that this client hears it before its connection is shut.
+        control::SHUTDOWN => Ok(Vec::new()),
         control::PING => Ok(vec![(sys::getpid() as u64).to_le_bytes().to_vec()]),
         m => Err(Error::NotFound(format!("the manager server has no method {m}"))),
     }
