@@ -16,7 +16,10 @@ use multiproc::manager::Manager;
 use multiproc::process::StartMethod;
 
 fn python_figure() {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/python/manager_dict.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/benches/python/manager_dict.py"
+    );
     match Command::new("python3").arg(script).output() {
         Ok(out) if out.status.success() => {
             print!("{}", String::from_utf8_lossy(&out.stdout));

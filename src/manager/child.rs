@@ -186,7 +186,9 @@ impl Manager {
         let _ = std::fs::remove_dir_all(&self.dir);
         match code? {
             c if c <= 0 => Ok(()),
-            c => Err(Error::State(format!("the manager server exited with code {c}"))),
+            c => Err(Error::State(format!(
+                "the manager server exited with code {c}"
+            ))),
         }
     }
 }

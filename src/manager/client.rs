@@ -125,7 +125,10 @@ impl Client {
         let Some(c) = conn.as_mut() else {
             return Err(Error::Eof);
         };
-        let frame = match c.send_bytes(out).and_then(|()| c.recv_bytes(Some(MAX_FRAME))) {
+        let frame = match c
+            .send_bytes(out)
+            .and_then(|()| c.recv_bytes(Some(MAX_FRAME)))
+        {
             Ok(frame) => frame,
             Err(e) => {
                 *conn = None;
@@ -176,12 +179,15 @@ impl Client {
     ///
     /// Errors: [`Error::NotFound`] when no such object lives.
     pub fn attach(&self, id: u64) -> Result<Proxy> {
-        let type_name = self.call_with(CONTROL_OBJECT, control::ATTACH, &[&id.to_le_bytes()], |f| {
-            match f {
+        let type_name = self.call_with(
+            CONTROL_OBJECT,
+            control::ATTACH,
+            &[&id.to_le_bytes()],
+            |f| match f {
                 [name] => Ok(String::from_utf8_lossy(name).into_owned()),
                 _ => Err(Error::Internal("attach: reply has no type name".into())),
-            }
-        })?;
+            },
+        )?;
         Ok(Proxy::new(self.clone(), id, type_name))
     }
 

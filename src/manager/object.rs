@@ -79,9 +79,9 @@ impl Caller {
     /// of file.
     pub(crate) fn gone(&self) -> bool {
         use std::os::fd::AsFd;
-        self.socket.as_ref().is_some_and(|s| {
-            sys::poll_readable(s.as_fd(), Some(Duration::ZERO)).unwrap_or(true)
-        })
+        self.socket
+            .as_ref()
+            .is_some_and(|s| sys::poll_readable(s.as_fd(), Some(Duration::ZERO)).unwrap_or(true))
     }
 }
 

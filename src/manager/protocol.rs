@@ -159,7 +159,10 @@ impl<'a> Reader<'a> {
     }
 
     fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
-        Ok(self.take(N, what)?.try_into().expect("take returns N bytes"))
+        Ok(self
+            .take(N, what)?
+            .try_into()
+            .expect("take returns N bytes"))
     }
 
     fn header(&mut self, kind: u8) -> Result<u64> {
@@ -324,7 +327,10 @@ mod tests {
         );
         encode_error(&mut buf, 9, &Error::NotFound("object 5".into()));
         let err = decode_reply(&buf, 9).unwrap().unwrap_err();
-        assert!(matches!(&err, Error::NotFound(t) if t.contains("object 5")), "{err}");
+        assert!(
+            matches!(&err, Error::NotFound(t) if t.contains("object 5")),
+            "{err}"
+        );
         encode_error(&mut buf, 9, &Error::TooLarge { len: 10, max: 4 });
         let err = decode_reply(&buf, 9).unwrap().unwrap_err();
         assert!(matches!(err, Error::TooLarge { len: 10, max: 4 }), "{err}");
@@ -380,6 +386,9 @@ mod tests {
         let big = vec![0u8; MAX_FRAME];
         let mut buf = Vec::new();
         let err = encode_request(&mut buf, 1, 2, 3, &[&big]).unwrap_err();
-        assert!(matches!(err, Error::TooLarge { max: MAX_FRAME, .. }), "{err}");
+        assert!(
+            matches!(err, Error::TooLarge { max: MAX_FRAME, .. }),
+            "{err}"
+        );
     }
 }

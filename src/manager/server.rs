@@ -251,7 +251,11 @@ fn forget_client(shared: &Shared, client: u64, held: HashMap<u64, u64>) {
         for (id, n) in held {
             table.decref(id, n);
         }
-        table.objects.values().map(|s| Arc::clone(&s.object)).collect()
+        table
+            .objects
+            .values()
+            .map(|s| Arc::clone(&s.object))
+            .collect()
     };
     for object in objects {
         object.client_gone(client);
@@ -291,9 +295,7 @@ fn dispatch(
     let id_arg = |what: &str| -> Result<u64> {
         match req.args.as_slice() {
             [id] if id.len() == 8 => Ok(u64::from_le_bytes((*id).try_into().expect("8 bytes"))),
-            _ => Err(Error::Invalid(format!(
-                "{what} takes one 8-byte object id"
-            ))),
+            _ => Err(Error::Invalid(format!("{what} takes one 8-byte object id"))),
         }
     };
     match req.method {
@@ -348,6 +350,8 @@ fn dispatch(
         // so that this client hears it before its connection is shut.
         control::SHUTDOWN => Ok(Vec::new()),
         control::PING => Ok(vec![(sys::getpid() as u64).to_le_bytes().to_vec()]),
-        m => Err(Error::NotFound(format!("the manager server has no method {m}"))),
+        m => Err(Error::NotFound(format!(
+            "the manager server has no method {m}"
+        ))),
     }
 }

@@ -80,7 +80,11 @@ impl SharedObject for ListObject {
                 // Python's insert clamps the index into 0..=len.
                 let len = self.0.len() as i64;
                 let raw = a.i64(0)?;
-                let at = if raw < 0 { (raw + len).max(0) } else { raw.min(len) };
+                let at = if raw < 0 {
+                    (raw + len).max(0)
+                } else {
+                    raw.min(len)
+                };
                 self.0.insert(at as usize, v.to_vec());
                 Vec::new()
             }
@@ -127,10 +131,11 @@ impl ListProxy {
 
     /// `l[index]`; [`Error::Value`] when out of range.
     pub fn get(&self, index: i64) -> Result<Vec<u8>> {
-        self.0.call_with(method::GET, &[&index.to_le_bytes()], |f| match f {
-            [v] => Ok(v.to_vec()),
-            _ => Err(Error::Internal("list.get: reply is not one value".into())),
-        })
+        self.0
+            .call_with(method::GET, &[&index.to_le_bytes()], |f| match f {
+                [v] => Ok(v.to_vec()),
+                _ => Err(Error::Internal("list.get: reply is not one value".into())),
+            })
     }
 
     /// `l[index] = value`; [`Error::Value`] when out of range.

@@ -31,7 +31,10 @@ struct NamespaceObject(BTreeMap<String, Vec<u8>>);
 fn field<'a>(a: &Args<'a>) -> Result<&'a str> {
     let name = a.text(0)?;
     if name.is_empty() {
-        return Err(Error::Invalid(format!("{}: a field name is not empty", a.name)));
+        return Err(Error::Invalid(format!(
+            "{}: a field name is not empty",
+            a.name
+        )));
     }
     Ok(name)
 }
@@ -99,10 +102,13 @@ impl NamespaceProxy {
 
     /// `ns.name`; [`Error::NotFound`] when there is no such field.
     pub fn get(&self, name: &str) -> Result<Vec<u8>> {
-        self.0.call_with(method::GET, &[name.as_bytes()], |f| match f {
-            [v] => Ok(v.to_vec()),
-            _ => Err(Error::Internal("namespace.get: reply is not one value".into())),
-        })
+        self.0
+            .call_with(method::GET, &[name.as_bytes()], |f| match f {
+                [v] => Ok(v.to_vec()),
+                _ => Err(Error::Internal(
+                    "namespace.get: reply is not one value".into(),
+                )),
+            })
     }
 
     /// `del ns.name`; [`Error::NotFound`] when there is no such field.

@@ -65,8 +65,14 @@ impl Served for QueueObject {
                 let max = self.maxsize;
                 let guard = lock(&self.items);
                 let ready = |q: &mut VecDeque<Vec<u8>>| (max == 0 || q.len() < max).then_some(());
-                let (mut q, ()) = wait_for(guard, &self.changed, deadline, caller, ready)
-                    .map_err(|e| if matches!(e, Error::Timeout) { Error::Full } else { e })?;
+                let (mut q, ()) =
+                    wait_for(guard, &self.changed, deadline, caller, ready).map_err(|e| {
+                        if matches!(e, Error::Timeout) {
+                            Error::Full
+                        } else {
+                            e
+                        }
+                    })?;
                 q.push_back(item.to_vec());
                 self.changed.notify_all();
                 Ok(Vec::new())
@@ -76,10 +82,16 @@ impl Served for QueueObject {
                 a.expect::<1>()?;
                 let deadline = a.deadline(0)?;
                 let guard = lock(&self.items);
-                let (_q, item) = wait_for(guard, &self.changed, deadline, caller, |q| {
-                    q.pop_front()
-                })
-                .map_err(|e| if matches!(e, Error::Timeout) { Error::Empty } else { e })?;
+                let (_q, item) =
+                    wait_for(guard, &self.changed, deadline, caller, |q| q.pop_front()).map_err(
+                        |e| {
+                            if matches!(e, Error::Timeout) {
+                                Error::Empty
+                            } else {
+                                e
+                            }
+                        },
+                    )?;
                 self.changed.notify_all();
                 Ok(vec![item])
             }
