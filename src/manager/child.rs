@@ -102,6 +102,9 @@ pub struct Manager {
     /// `None` once shut down.
     process: Option<Process>,
     dir: PathBuf,
+    /// The process that started the server: only it stops the server (a
+    /// fork child dropping its copy of the `Manager` leaves it alone).
+    owner: i32,
 }
 
 impl std::fmt::Debug for Manager {
@@ -144,6 +147,7 @@ impl Manager {
             authkey,
             process: Some(process),
             dir,
+            owner: sys::getpid(),
         })
     }
 
@@ -162,6 +166,9 @@ impl Manager {
     /// its directory. Every proxy's later calls fail with [`Error::Eof`].
     /// Dropping the `Manager` does the same.
     ///
+    /// In a fork child, which holds a copy of its parent's `Manager`, this
+    /// (and dropping it) does nothing: the server belongs to the parent.
+    ///
     /// Errors: [`Error::State`] when the server ended with a non-zero exit
     /// code of its own (not after a kill by someone else, nor by us);
     /// [`Error::Os`] when reaping failed.
@@ -173,6 +180,9 @@ impl Manager {
         let Some(process) = self.process.take() else {
             return Ok(());
         };
+        if self.owner != sys::getpid() {
+            return Ok(());
+        }
         // Ignored: a server that is gone already has nothing to answer.
         let _ = self.client.shutdown_server();
         let code = match process.join(Some(STOP_TIMEOUT)) {
