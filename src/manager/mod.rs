@@ -12,8 +12,10 @@
 //!   [`Connection`](crate::connection::Connection), in the compact binary
 //!   frames of [`protocol`]; the server runs it atomically under the
 //!   object's mutex, in the thread that serves that client.
-//! - Values are bytes. With the `serde` feature, encode your own with
-//!   `postcard` (as the crate's typed queues do).
+//! - Values are bytes. With the `serde` feature, `TypedDict` / `TypedList`
+//!   (from `DictProxy::typed` / `ListProxy::typed`) and the namespace's
+//!   and value's `set_value` / `get_value` hold any serde type, encoded with
+//!   postcard (as the crate's typed queues are).
 //! - When the server dies, every proxy call fails at once with
 //!   [`Error::Eof`](crate::Error::Eof).
 //! - Bad requests get specific errors, and the server goes on serving:
@@ -50,6 +52,8 @@ pub use protocol::MAX_FRAME;
 pub use proxy::{
     DictProxy, EventProxy, ListProxy, LockProxy, NamespaceProxy, Proxy, QueueProxy, ValueProxy,
 };
+#[cfg(feature = "serde")]
+pub use proxy::{TypedDict, TypedList};
 pub use registry::{BUILTIN_TYPES, Constructor, MAX_TYPE_NAME, register_type};
 pub use server::Server;
 

@@ -9,6 +9,8 @@ pub(crate) mod list;
 pub(crate) mod lock;
 pub(crate) mod namespace;
 pub(crate) mod queue;
+#[cfg(feature = "serde")]
+mod typed;
 pub(crate) mod value;
 
 pub use dict::DictProxy;
@@ -17,6 +19,8 @@ pub use list::ListProxy;
 pub use lock::LockProxy;
 pub use namespace::NamespaceProxy;
 pub use queue::QueueProxy;
+#[cfg(feature = "serde")]
+pub use typed::{TypedDict, TypedList};
 pub use value::ValueProxy;
 
 use std::time::Duration;
