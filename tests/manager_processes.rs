@@ -228,7 +228,14 @@ fn bad_requests_get_specific_errors_and_the_server_goes_on() {
         );
     }
     let mut ping = Vec::new();
-    protocol::encode_request(&mut ping, 77, 0, 6, &[]).unwrap();
+    protocol::encode_request(
+        &mut ping,
+        77,
+        protocol::CONTROL_OBJECT,
+        protocol::control::PING,
+        &[],
+    )
+    .unwrap();
     raw.send_bytes(&ping).unwrap();
     let reply = raw.recv_bytes_timeout(None, Some(DEADLINE)).unwrap();
     assert!(protocol::decode_reply(&reply, 77).unwrap().is_ok());

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use super::object::{Reply, lock};
 use super::protocol::{self, MAX_FRAME};
+use super::protocol::{CONTROL_OBJECT, control};
 use super::proxy::{
     DictProxy, EventProxy, ListProxy, LockProxy, NamespaceProxy, Proxy, QueueProxy, ValueProxy,
 };
-use super::server::{CONTROL_OBJECT, control};
 use crate::connection::{self, Address, Connection};
 use crate::error::{Error, Result};
 use crate::sys;

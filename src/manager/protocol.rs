@@ -30,6 +30,25 @@ pub const MAX_FRAME: usize = 16 << 20;
 /// The most fields one frame may carry.
 pub const MAX_FIELDS: usize = 4096;
 
+/// The object id of the server itself, whose methods are [`control`].
+pub const CONTROL_OBJECT: u64 = 0;
+
+/// The server's own methods.
+pub mod control {
+    /// `[type name, init]` -> `[object id]`; the caller holds one reference.
+    pub const CREATE: u16 = 1;
+    /// `[object id]` -> `[type name]`; the caller takes a reference.
+    pub const ATTACH: u16 = 2;
+    /// `[object id]`: the caller takes another reference.
+    pub const INCREF: u16 = 3;
+    /// `[object id]`: the caller gives one back; the last one frees it.
+    pub const DECREF: u16 = 4;
+    /// Stop serving (after this reply).
+    pub const SHUTDOWN: u16 = 5;
+    /// `-> [server pid]`.
+    pub const PING: u16 = 6;
+}
+
 const KIND_REQUEST: u8 = b'Q';
 const KIND_REPLY: u8 = b'R';
 const REQUEST_HEADER: usize = 1 + 1 + 8 + 8 + 2 + 2;
@@ -40,7 +59,7 @@ const REPLY_HEADER: usize = 1 + 1 + 8 + 4 + 2;
 pub struct Request<'a> {
     /// Echoed in the reply, so a client can tell replies apart.
     pub request_id: u64,
-    /// The object the call is for; [`CONTROL_OBJECT`](super::server::CONTROL_OBJECT)
+    /// The object the call is for; [`CONTROL_OBJECT`]
     /// for the server itself.
     pub object: u64,
     /// The method, numbered by the object's type.

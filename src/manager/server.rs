@@ -10,30 +10,11 @@ use std::sync::{Arc, Mutex};
 
 use super::client::HANDSHAKE_TIMEOUT;
 use super::object::{Caller, Reply, Served, lock};
-use super::protocol::{self, MAX_FRAME, Request};
+use super::protocol::{self, CONTROL_OBJECT, MAX_FRAME, Request, control};
 use super::registry;
 use crate::connection::{Address, Connection, DEFAULT_BACKLOG, Listener};
 use crate::error::{Error, Result};
 use crate::sys;
-
-/// The object id of the server itself, whose methods are [`control`].
-pub(crate) const CONTROL_OBJECT: u64 = 0;
-
-/// The server's own methods.
-pub(crate) mod control {
-    /// `[type name, init]` -> `[object id]`; the caller holds one reference.
-    pub const CREATE: u16 = 1;
-    /// `[object id]` -> `[type name]`; the caller takes a reference.
-    pub const ATTACH: u16 = 2;
-    /// `[object id]`: the caller takes another reference.
-    pub const INCREF: u16 = 3;
-    /// `[object id]`: the caller gives one back; the last one frees it.
-    pub const DECREF: u16 = 4;
-    /// Stop serving (after this reply).
-    pub const SHUTDOWN: u16 = 5;
-    /// `-> [server pid]`.
-    pub const PING: u16 = 6;
-}
 
 /// A manager server: binds an address and serves the shared objects to
 /// clients that know the key, until a client asks it to stop.

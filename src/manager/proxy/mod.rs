@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use super::client::Client;
 use super::object::Reply;
-use super::server::{CONTROL_OBJECT, control};
+use super::protocol::{CONTROL_OBJECT, control};
 use crate::error::{Error, Result};
 
 /// A reference to one object in a manager's server, as Python's
