@@ -20,7 +20,10 @@ use multiproc::manager::Manager;
 use multiproc::process::StartMethod;
 
 fn python_figures() {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/python/manager_dict.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/benches/python/manager_dict.py"
+    );
     for extra in [&[][..], &["--pin"][..]] {
         match Command::new("python3").arg(script).args(extra).output() {
             Ok(out) if out.status.success() => {

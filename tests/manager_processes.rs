@@ -285,21 +285,34 @@ fn a_blocked_queue_get_does_not_stall_other_clients() {
 }
 
 #[test]
-fn a_lock_whose_owner_died_is_reported_to_the_next_acquirer() {
+fn a_dead_clients_lock_is_reported_and_its_references_dropped() {
     let mgr = Manager::start_with(StartMethod::Fork).unwrap();
     let lock = mgr.lock().unwrap();
+    let (r, w) = sys::pipe().unwrap();
+    let (mut r, mut w) = (std::fs::File::from(r), std::fs::File::from(w));
     let holder = {
-        let lock = lock.clone();
+        let (lock, client) = (lock.clone(), Client::clone(&mgr));
         Process::new(move || -> multiproc::Result<()> {
+            // Its own object, referenced by this process alone.
+            let d = client.dict()?;
+            w.write_all(&d.proxy().id().to_le_bytes())
+                .map_err(|e| Error::os("write", e))?;
             assert!(lock.acquire(Some(DEADLINE))?);
-            // Dies holding it: its connection closes with the process.
+            // Dies holding the lock and the dict: its connection closes
+            // with the process.
             sys::exit_immediately(0)
         })
     };
     holder.start().unwrap();
+    let mut id = [0u8; 8];
+    r.read_exact(&mut id).unwrap();
     assert_eq!(holder.join(Some(DEADLINE)).unwrap(), 0);
     let err = lock.acquire(Some(DEADLINE)).unwrap_err();
     assert!(matches!(err, Error::OwnerDied), "{err}");
+    // The server dropped the dead client's references before it released
+    // the lock, so its dict is gone now.
+    let err = mgr.attach(u64::from_le_bytes(id)).unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err}");
     // Acquired all the same: ours to release.
     assert!(lock.locked().unwrap());
     lock.release().unwrap();

@@ -243,13 +243,19 @@ fn forget_client(shared: &Shared, client: u64, held: HashMap<u64, u64>) {
     }
 }
 
+fn no_object(id: u64) -> Error {
+    Error::NotFound(format!(
+        "no object {id} in the manager (never made, or every reference was dropped)"
+    ))
+}
+
 impl Table {
     fn get(&self, id: u64) -> Result<&Slot> {
-        self.objects.get(&id).ok_or_else(|| {
-            Error::NotFound(format!(
-                "no object {id} in the manager (never made, or every reference was dropped)"
-            ))
-        })
+        self.objects.get(&id).ok_or_else(|| no_object(id))
+    }
+
+    fn get_mut(&mut self, id: u64) -> Result<&mut Slot> {
+        self.objects.get_mut(&id).ok_or_else(|| no_object(id))
     }
 
     fn decref(&mut self, id: u64, n: u64) {
@@ -299,10 +305,7 @@ fn dispatch(
         control::ATTACH | control::INCREF => {
             let id = id_arg("attach")?;
             let mut table = lock(&shared.table);
-            let slot = table.objects.get_mut(&id);
-            let Some(slot) = slot else {
-                return Err(table.get(id).err().expect("absent"));
-            };
+            let slot = table.get_mut(id)?;
             slot.refs += 1;
             *held.entry(id).or_default() += 1;
             if req.method == control::ATTACH {
