@@ -70,7 +70,7 @@ pub(crate) struct Caller {
     /// Unique among the server's clients, for as long as it runs.
     pub(crate) id: u64,
     /// A copy of the client's socket, to notice a hang-up during a long wait.
-    pub(crate) socket: Option<OwnedFd>,
+    pub(crate) socket: OwnedFd,
 }
 
 impl Caller {
@@ -79,9 +79,7 @@ impl Caller {
     /// of file.
     pub(crate) fn gone(&self) -> bool {
         use std::os::fd::AsFd;
-        self.socket
-            .as_ref()
-            .is_some_and(|s| sys::poll_readable(s.as_fd(), Some(Duration::ZERO)).unwrap_or(true))
+        sys::poll_readable(self.socket.as_fd(), Some(Duration::ZERO)).unwrap_or(true)
     }
 }
 

@@ -117,7 +117,8 @@ impl Server {
     /// [`shutdown_server`](super::Client::shutdown_server); then closes
     /// every client connection (their calls fail with [`Error::Eof`]) and
     /// returns. A client that fails the handshake is dropped; the server
-    /// goes on.
+    /// goes on. A server child (of [`Manager`](super::Manager)) also stops
+    /// when its parent process ends.
     ///
     /// Errors: [`Error::Os`] when waiting for clients fails.
     pub fn serve(self) -> Result<()> {
@@ -133,9 +134,11 @@ impl Server {
                 break;
             }
             if ready[0] {
-                // A client that fails the handshake is simply not served.
+                // A client that fails the handshake, or that we cannot
+                // give a thread (out of memory or threads), is dropped: it
+                // sees its connection close; the server goes on.
                 if let Ok(conn) = self.listener.accept(Some(HANDSHAKE_TIMEOUT)) {
-                    self.start_client(conn)?;
+                    let _ = self.start_client(conn);
                 }
             }
         }
@@ -157,16 +160,16 @@ impl Server {
             conn.fileno()
                 .and_then(|fd| fd.try_clone_to_owned().map_err(|e| Error::os("dup", e)))
         };
-        let caller = Caller {
-            id,
-            socket: Some(dup()?),
-        };
+        let caller = Caller { id, socket: dup()? };
         lock(&self.shared.clients).insert(id, dup()?);
         let shared = Arc::clone(&self.shared);
-        std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name(format!("manager-client-{id}"))
-            .spawn(move || serve_client(&shared, conn, &caller))
-            .map_err(|e| Error::os("spawn a client thread", e))?;
+            .spawn(move || serve_client(&shared, conn, &caller));
+        if let Err(e) = spawned {
+            lock(&self.shared.clients).remove(&id);
+            return Err(Error::os("spawn a client thread", e));
+        }
         Ok(())
     }
 }
