@@ -19,10 +19,25 @@ mod suite {
     use std::time::Duration;
 
     use multiproc::connection::Address;
-    use multiproc::manager::Manager;
+    use multiproc::manager::{self, Manager, Reply, SharedObject};
     use multiproc::process::{self, Process, StartMethod};
 
     const DEADLINE: Duration = Duration::from_secs(30);
+
+    /// A user type, registered in `main` before `init` so that spawned
+    /// servers have it too: method 1 returns how often it was called.
+    struct Calls(u64);
+
+    impl SharedObject for Calls {
+        fn call(&mut self, _method: u16, _args: &[&[u8]]) -> multiproc::Result<Reply> {
+            self.0 += 1;
+            Ok(vec![self.0.to_le_bytes().to_vec()])
+        }
+    }
+
+    fn new_calls(_init: &[u8]) -> multiproc::Result<Box<dyn SharedObject>> {
+        Ok(Box::new(Calls(0)))
+    }
 
     fn manager_works(method: StartMethod) {
         let mgr = Manager::start_with(method).expect("start");
@@ -53,6 +68,13 @@ mod suite {
         for w in &workers {
             assert_eq!(w.join(Some(DEADLINE)).unwrap(), 0);
         }
+        let calls = mgr.create("calls", b"").unwrap();
+        calls.call(1, &[]).unwrap();
+        assert_eq!(
+            calls.call(1, &[]).unwrap(),
+            vec![2u64.to_le_bytes().to_vec()]
+        );
+        drop(calls);
         ns.set("method", method.name().as_bytes()).unwrap();
         assert_eq!(ns.get("method").unwrap(), method.name().as_bytes());
         assert_eq!(d.len().unwrap(), 40);
@@ -63,6 +85,7 @@ mod suite {
     }
 
     pub fn main() {
+        manager::register_type("calls", new_calls).expect("register");
         process::init().expect("init");
         let methods = [
             StartMethod::Fork,
