@@ -401,3 +401,58 @@ fn references_keep_objects_alive_until_the_last_is_dropped() {
     drop(other);
     mgr.shutdown().unwrap();
 }
+
+#[test]
+fn a_python_client_passes_the_handshake_and_gets_replies() {
+    let server = Server::bind(&"tcp:127.0.0.1:0".parse().unwrap(), b"py key").unwrap();
+    let Address::Tcp { port, .. } = server.address().clone() else {
+        unreachable!("bound on TCP")
+    };
+    let serving = Process::new(move || server.serve());
+    serving.start().unwrap();
+    let mut ping = Vec::new();
+    protocol::encode_request(
+        &mut ping,
+        5,
+        protocol::CONTROL_OBJECT,
+        protocol::control::PING,
+        &[],
+    )
+    .unwrap();
+    let hex: String = ping.iter().map(|b| format!("{b:02x}")).collect();
+    let script = format!(
+        "from multiprocessing.connection import Client\n\
+         c = Client(('127.0.0.1', {port}), authkey=b'py key')\n\
+         c.send_bytes(bytes.fromhex('{hex}'))\n\
+         print(c.recv_bytes().hex())\n\
+         try:\n    Client(('127.0.0.1', {port}), authkey=b'other')\n    print('accepted')\n\
+         except Exception as e:\n    print('refused', type(e).__name__)\n"
+    );
+    let out = within("python client", move || {
+        std::process::Command::new("python3")
+            .args(["-c", &script])
+            .output()
+    });
+    let client = Client::connect(&format!("tcp:127.0.0.1:{port}").parse().unwrap(), b"py key");
+    match out {
+        Ok(out) if out.status.success() => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let mut lines = text.lines();
+            let reply_hex = lines.next().expect("a reply line");
+            let reply: Vec<u8> = (0..reply_hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&reply_hex[i..i + 2], 16).expect("hex"))
+                .collect();
+            let fields = protocol::decode_reply(&reply, 5).unwrap().unwrap();
+            assert_eq!(fields.len(), 1, "the server's pid");
+            assert_eq!(lines.next(), Some("refused AuthenticationError"));
+        }
+        Ok(out) => panic!(
+            "python client failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => eprintln!("python3 not available ({e}): handshake interop not checked"),
+    }
+    client.unwrap().shutdown_server().unwrap();
+    assert_eq!(serving.join(Some(DEADLINE)).unwrap(), 0);
+}
