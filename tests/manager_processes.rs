@@ -227,6 +227,15 @@ fn bad_requests_get_specific_errors_and_the_server_goes_on() {
             "{garbage:?}: {err:?}"
         );
     }
+    let mut unknown = Vec::new();
+    protocol::encode_request(&mut unknown, 76, 9999, 2, &[b"k"]).unwrap();
+    raw.send_bytes(&unknown).unwrap();
+    let reply = raw.recv_bytes_timeout(None, Some(DEADLINE)).unwrap();
+    let err = protocol::decode_reply(&reply, 76).unwrap().unwrap_err();
+    assert!(
+        matches!(&err, Error::NotFound(t) if t.contains("9999")),
+        "{err}"
+    );
     let mut ping = Vec::new();
     protocol::encode_request(
         &mut ping,
