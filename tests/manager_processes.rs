@@ -56,6 +56,17 @@ fn wait_gone(pid: i32) {
 }
 
 #[test]
+fn clients_and_proxies_can_be_shared_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Client>();
+    send_sync::<manager::Proxy>();
+    send_sync::<DictProxy>();
+    send_sync::<ListProxy>();
+    send_sync::<manager::QueueProxy>();
+    send_sync::<Manager>();
+}
+
+#[test]
 fn children_update_one_dict_and_one_list_exactly() {
     const CHILDREN: u8 = 4;
     const EACH: u32 = 50;

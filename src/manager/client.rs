@@ -32,7 +32,9 @@ pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// (as CPython's proxies do after fork). Objects stay alive as long as some
 /// client holds a reference: a child using its parent's proxies relies on
 /// the parent keeping them (clone a proxy in the child to hold a reference
-/// of its own).
+/// of its own). As with anything a fork child inherits from a threaded
+/// parent: fork while no other thread is in the middle of a call through
+/// the same client, or the child finds the client locked.
 ///
 /// # When the server dies
 ///
