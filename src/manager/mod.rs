@@ -5,9 +5,9 @@
 //!
 //! - [`Manager::start`] runs the server in a child process (any start
 //!   method) on a Unix socket in a private directory, with a random key.
-//! - [`Server::bind`] + [`Server::serve`] run one yourself, e.g. on TCP for
-//!   other machines; [`connect`] reaches it from anywhere with the key
-//!   (CPython's `Listener` / `Client` handshake).
+//! - [`serve`] (or [`Server::bind`] + [`Server::serve`]) runs one in this
+//!   process, e.g. on TCP for other machines; [`connect`] reaches it from
+//!   anywhere with the key (CPython's `Listener` / `Client` handshake).
 //! - Each proxy call is one request and one reply on a
 //!   [`Connection`](crate::connection::Connection), in the compact binary
 //!   frames of [`protocol`]; the server runs it atomically under the
@@ -64,4 +64,19 @@ use crate::error::Result;
 /// [`Client::connect`].
 pub fn connect(address: &Address, authkey: &[u8]) -> Result<Client> {
     Client::connect(address, authkey)
+}
+
+/// Serves shared objects at `address` to clients that know `authkey`, in
+/// this process, until a client asks the server to stop
+/// ([`Client::shutdown_server`]): [`Server::bind`] then [`Server::serve`].
+/// Use `Server` to learn the port the system chose for TCP port 0.
+///
+/// ```no_run
+/// // A standalone manager for other machines (Python's
+/// // `BaseManager(address, authkey).get_server().serve_forever()`).
+/// multiproc::manager::serve(&"tcp:0.0.0.0:50000".parse()?, b"secret")?;
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub fn serve(address: &Address, authkey: &[u8]) -> Result<()> {
+    Server::bind(address, authkey)?.serve()
 }
