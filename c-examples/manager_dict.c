@@ -1,7 +1,8 @@
 /*
  * manager_dict.c -- several forked children update one dict and one list
  * through a manager's server; the parent checks the exact final content.
- * Then the errors bad input gets, and a call after shutdown.
+ * Then the errors bad input gets, a call after shutdown, and a manager whose
+ * server was started by spawn.
  *
  * The parent starts the manager (its server is a fork child), makes a dict
  * and a list, and forks CHILDREN children: they inherit the proxies (each
@@ -146,6 +147,17 @@ int main(int argc, char **argv) {
     mp_manager_free(other);
     mp_dict_free(d);
     mp_list_free(l);
+    mp_manager_free(m);
+
+    /* A server started by spawn: a fresh run of this program, which mp_init
+     * turns into the server (its entry registers itself at load). */
+    CHECK(mp_manager_start(MP_START_SPAWN, &m) == MP_OK);
+    CHECK(mp_manager_dict(m, &d) == MP_OK);
+    CHECK(mp_dict_set(d, "spawned", 7, "yes", 3) == MP_OK);
+    CHECK(mp_dict_get(d, "spawned", 7, got, sizeof got, &len) == MP_OK);
+    CHECK(len == 3 && memcmp(got, "yes", 3) == 0);
+    mp_dict_free(d);
+    CHECK(mp_manager_shutdown(m) == MP_OK);
     mp_manager_free(m);
     printf("manager_dict: %d children, %d dict keys and list items each: ok\n", CHILDREN, PER);
     return 0;
