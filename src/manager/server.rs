@@ -7,14 +7,19 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use super::client::HANDSHAKE_TIMEOUT;
 use super::object::{Caller, Reply, Served, lock};
 use super::protocol::{self, CONTROL_OBJECT, MAX_FRAME, Request, control};
 use super::registry;
 use crate::connection::{Address, Connection, DEFAULT_BACKLOG, Listener};
 use crate::error::{Error, Result};
 use crate::sys;
+
+/// How long the accept loop gives a new client to complete the handshake.
+/// The loop accepts one client at a time (as CPython's does), so a client
+/// that connects and says nothing holds new clients up this long at most.
+const ACCEPT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A manager server: binds an address and serves the shared objects to
 /// clients that know the key, until a client asks it to stop.
@@ -137,7 +142,7 @@ impl Server {
                 // A client that fails the handshake, or that we cannot
                 // give a thread (out of memory or threads), is dropped: it
                 // sees its connection close; the server goes on.
-                if let Ok(conn) = self.listener.accept(Some(HANDSHAKE_TIMEOUT)) {
+                if let Ok(conn) = self.listener.accept(Some(ACCEPT_HANDSHAKE_TIMEOUT)) {
                     let _ = self.start_client(conn);
                 }
             }
