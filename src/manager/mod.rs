@@ -44,6 +44,7 @@ pub mod protocol;
 mod proxy;
 mod registry;
 mod server;
+mod transport;
 
 pub use child::{Manager, SERVER_ENTRY};
 pub use client::Client;
@@ -56,6 +57,7 @@ pub use proxy::{
 pub use proxy::{TypedDict, TypedList};
 pub use registry::{BUILTIN_TYPES, Constructor, MAX_TYPE_NAME, register_type};
 pub use server::Server;
+pub use transport::Transport;
 
 use crate::connection::Address;
 use crate::error::Result;
