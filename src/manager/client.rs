@@ -207,13 +207,16 @@ impl Client {
         let Some(ch) = state.channel.as_mut() else {
             return Err(Error::Eof);
         };
-        let reply = ch
-            .send(frame)
-            .and_then(|()| ch.recv_with(MAX_FRAME, <[u8]>::to_vec));
-        if reply.is_err() {
-            state.channel = None;
+        // A send the server cut short (it refuses a frame over the limit
+        // after its header) may still have an answer waiting.
+        let sent = ch.send(frame);
+        match (sent, ch.recv_with(MAX_FRAME, <[u8]>::to_vec)) {
+            (_, Ok(reply)) => Ok(reply),
+            (Err(e), Err(_)) | (Ok(()), Err(e)) => {
+                state.channel = None;
+                Err(transport_error(e))
+            }
         }
-        reply.map_err(transport_error)
     }
 
     /// [`call_with`](Client::call_with) returning owned fields.
