@@ -12,8 +12,18 @@
 //! Run: `cargo bench --bench manager`.
 //!
 //! Measured 2026-11-22 on the 2-vCPU build VM while other helpers built
-//! (load average given per run; compare within a run). See the README for
-//! the latest table.
+//! (compare within a run):
+//!
+//! | run | CPython | socket | rings | socket / rings vs CPython |
+//! |---|---|---|---|---|
+//! | 1, unpinned (load 7) | 60.4 us | 32.8 us | 10.8 us | 1.8x / 5.6x |
+//! | 1, pinned | 459 us | 235 us | 4.15 us | 2.0x / 111x |
+//! | 2, unpinned (load 12) | 110 us | 25.1 us | 68.5 us | 4.4x / 1.6x |
+//! | 2, pinned | 482 us | 395 us | 10.0 us | 1.2x / 48x |
+//!
+//! Unpinned at high load the two processes often share one CPU with
+//! builds, where the queue's spinning wait does worse than a blocking read
+//! (a bare SPSC queue ping-pong measured 300-400 us per round trip there).
 //!
 //! Over the socket each call costs two wake-ups (one `send` and one `read`
 //! on each side); through the rings a prompt peer is met while it spins,
