@@ -23,8 +23,9 @@ pub use ipc::{
     close_range_except, ignore_signal, recv, send_nosignal, socketpair_seqpacket, unlink_path,
 };
 pub use mem::{
-    dup_cloexec, fstat_size, ftruncate, getrandom_u64, madvise_populate_write, memfd_create,
-    mmap_shared, munmap, page_size, set_cloexec, shm_open, shm_unlink,
+    dup_cloexec, fstat_size, ftruncate, getrandom_u64, is_size_sealed, madvise_populate_write,
+    memfd_create, memfd_create_sealable, mmap_shared, munmap, page_size, seal_size, set_cloexec,
+    shm_open, shm_unlink,
 };
 pub use net::{
     ShutdownHow, SocketAddress, accept, bind, connect, getsockname_inet, is_socket, listen,
