@@ -38,11 +38,15 @@ pub(crate) enum Work {
 }
 
 impl Work {
-    /// The closure that runs it in a fork child.
-    pub(crate) fn into_target(self) -> Target {
+    /// In a fork child: runs it and exits with its code, freeing nothing
+    /// (see [`exit::run_child`]): the argument bytes of an entry are only
+    /// borrowed, and a closure's box stays allocated (its captures are the
+    /// child's own and are dropped when it returns).
+    pub(crate) fn run_in_child(self, name: &str) -> ! {
         match self {
-            Work::Closure(target) => target,
-            Work::Entry { entry, arg, .. } => Box::new(move || entry.call(&arg)),
+            // By reference: called by value, the box would be freed.
+            Work::Closure(mut target) => exit::run_child(&mut *target, name),
+            Work::Entry { entry, arg, .. } => exit::run_child(|| entry.call(&arg), name),
         }
     }
 }
@@ -291,8 +295,7 @@ impl LaunchSpec {
                 sys::exit_immediately(1);
             }
         };
-        let arg = self.arg;
-        exit::run_child(Box::new(move || entry.call(&arg)), &self.name)
+        exit::run_child(|| entry.call(&self.arg), &self.name)
     }
 }
 
