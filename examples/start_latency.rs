@@ -18,8 +18,8 @@
 //! children, and the minor page faults of this process + of the children.
 //!
 //! `cargo run --release --example start_latency [-- ROUNDS [--no-python]]`;
-//! `-- --once METHOD` makes two start + join (look at the second with
-//! `strace -f` or `perf record -e exceptions:page_fault_user`).
+//! `-- --once METHOD` (or `raw`: a raw fork) makes two start + join (look
+//! at the second with `strace -f` or `perf record -e page-faults -d`).
 
 use std::time::{Duration, Instant};
 
@@ -128,7 +128,7 @@ fn raw_vfork() {
     );
 }
 
-fn ours(method: StartMethod) -> impl FnMut() {
+fn ours(method: StartMethod) -> impl Fn() {
     move || {
         let p = Process::from_entry("exit_zero", Vec::new())
             .expect("registered")
@@ -176,12 +176,15 @@ fn main() -> multiproc::Result<()> {
     process::register("exit_zero", exit_zero)?;
     process::init()?;
     let args: Vec<String> = std::env::args().skip(1).collect();
-    // `--once METHOD`: one start + join, to look at with strace.
+    // `--once METHOD`: two starts + joins, to look at with strace or perf.
     if let Some(i) = args.iter().position(|a| a == "--once") {
-        let method = args.get(i + 1).map_or("fork", String::as_str).parse()?;
+        let run: Box<dyn Fn()> = match args.get(i + 1).map_or("fork", String::as_str) {
+            "raw" => Box::new(raw_fork),
+            method => Box::new(ours(method.parse()?)),
+        };
         // A warm-up start first, so the one looked at is a steady-state one.
-        ours(method)();
-        ours(method)();
+        run();
+        run();
         return Ok(());
     }
     let rounds: usize = args
