@@ -11,14 +11,18 @@
 //! - `multiproc fork/spawn/forkserver`: `Process::from_entry` + `start` +
 //!   `join(None)` with each start method.
 //! - `python fork/spawn/forkserver`: `ctx.Process(target=noop)`, `start()`,
-//!   `join()`, as `py_mp_bench.py` section 1 (skipped without `python3`).
+//!   `join()`, as `py_mp_bench.py` section 1 (skipped without `python3`),
+//!   with the CPU time of the Python process and its reaped children.
+//!
+//! The CPU figures leave out the fork servers' own share (the server is not
+//! a reaped child of ours, nor its children): low for both forkservers.
 //!
 //! Per start: the median over ROUNDS rounds of the mean wall time (the
 //! fastest round in brackets), the CPU time of this process and its
 //! children, and the minor page faults of this process + of the children.
 //!
 //! `cargo run --release --example start_latency [-- ROUNDS [--no-python]]`;
-//! `-- --once METHOD` (or `raw`: a raw fork) makes two start + join (look
+//! `-- --once METHOD` (or `raw`: a raw fork) makes three start + join (look
 //! at the second with `strace -f` or `perf record -e page-faults -d`).
 
 use std::time::{Duration, Instant};
@@ -140,9 +144,12 @@ fn ours(method: StartMethod) -> impl Fn() {
 
 /// `py_mp_bench.py` section 1, reduced to what is printed here.
 const PYTHON: &str = r#"
-import multiprocessing as mp, statistics, sys, time
+import multiprocessing as mp, resource, statistics, sys, time
 def noop():
     pass
+def cpu():
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
 if __name__ == "__main__":
     rounds = int(sys.argv[1])
     for method in ("fork", "spawn", "forkserver"):
@@ -150,13 +157,15 @@ if __name__ == "__main__":
         p = ctx.Process(target=noop); p.start(); p.join()
         n = 20 if method == "fork" else 5
         vals = []
+        cpu0 = cpu()
         for _ in range(rounds):
             t0 = time.perf_counter()
             for _ in range(n):
                 p = ctx.Process(target=noop); p.start(); p.join()
                 assert p.exitcode == 0
             vals.append((time.perf_counter() - t0) / n)
-        print(f"  {'python ' + method:<26} {statistics.median(vals) * 1e6:>9.1f} us [min {min(vals) * 1e6:>7.1f}]")
+        used = (cpu() - cpu0) / (rounds * n)
+        print(f"  {'python ' + method:<26} {statistics.median(vals) * 1e6:>9.1f} us [min {min(vals) * 1e6:>7.1f}]  cpu {used * 1e6:>7.1f} us")
 "#;
 
 fn status_line(key: &str) -> String {
@@ -176,15 +185,16 @@ fn main() -> multiproc::Result<()> {
     process::register("exit_zero", exit_zero)?;
     process::init()?;
     let args: Vec<String> = std::env::args().skip(1).collect();
-    // `--once METHOD`: two starts + joins, to look at with strace or perf.
+    // `--once METHOD`: three starts + joins, to look at with strace or perf.
     if let Some(i) = args.iter().position(|a| a == "--once") {
         let run: Box<dyn Fn()> = match args.get(i + 1).map_or("fork", String::as_str) {
             "raw" => Box::new(raw_fork),
             method => Box::new(ours(method.parse()?)),
         };
         // A warm-up start first, so the one looked at is a steady-state one.
-        run();
-        run();
+        for _ in 0..3 {
+            run();
+        }
         return Ok(());
     }
     let rounds: usize = args

@@ -38,6 +38,15 @@
 //! The server exits once the parent closed its end of the pair (the parent
 //! exited, however) and every child it forked has ended. A fork child of
 //! the parent that starts forkserver children starts its own server.
+//!
+//! # Signals
+//!
+//! A Ctrl-C in a terminal sends SIGINT to the whole foreground process
+//! group, which includes the server. The server ignores SIGINT (as
+//! CPython's does), so it keeps serving for a parent that survives the
+//! Ctrl-C; each child starts with SIGINT as the server found it (its
+//! default action, unless the parent ignored it), so children still end on
+//! Ctrl-C as fork and spawn children do.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, PoisonError};
