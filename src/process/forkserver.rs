@@ -305,7 +305,9 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
             sys::exit_immediately(1);
         };
         drop(watched);
-        if control.is_some() && ready[children.len()] {
+        // The children polled; a child started just below was not.
+        let polled = children.len();
+        if control.is_some() && ready[polled] {
             let open = control
                 .as_ref()
                 .is_some_and(|c| serve_request(c.as_fd(), &mut children, sigint_was_ignored));
@@ -315,7 +317,7 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
         }
         let mut i = 0;
         children.retain(|child| {
-            let was_ready = ready.get(i).copied().unwrap_or(false);
+            let was_ready = i < polled && ready[i];
             i += 1;
             if !was_ready {
                 return true;
@@ -457,13 +459,18 @@ fn distinct_and_in_range(targets: &[i32]) -> bool {
     sorted.len() == targets.len() && targets.iter().all(|t| (0..1 << 20).contains(t))
 }
 
+/// Above this many passed descriptors, `relocate` closes each original as
+/// it moves it (a syscall each) rather than all at once.
+const CLOSE_EACH_ABOVE: usize = 64;
+
 /// In the server's new child: gives each of `fds` the number in
 /// `targets`, closes every other descriptor, and returns the payload.
 ///
-/// Never holds more than one descriptor beyond those passed (plus what the
-/// server had open): each is moved out of the way and its original closed
-/// at once, then moved to its target and that copy closed at once. So a
-/// request that fits the descriptor limit of the parent fits in the child.
+/// With more than [`CLOSE_EACH_ABOVE`] descriptors, never holds more than
+/// one beyond those passed (plus what the server had open): each is moved
+/// out of the way and its original closed at once, then moved to its target
+/// and that copy closed at once. So a request that fits the descriptor
+/// limit of the parent fits in the child.
 fn relocate(payload: OwnedFd, fds: Vec<OwnedFd>, targets: &[i32]) -> OwnedFd {
     let die = |what: &str| -> ! {
         use std::io::Write;
@@ -479,16 +486,25 @@ fn relocate(payload: OwnedFd, fds: Vec<OwnedFd>, targets: &[i32]) -> OwnedFd {
         .max()
         .unwrap_or(0)
         + 1;
+    // With many descriptors, each original is closed as its copy is made,
+    // so that their number never doubles; with few, the `close_range`
+    // below closes the originals together, in one or two syscalls.
+    let close_each = fds.len() > CLOSE_EACH_ABOVE;
     let mut move_up = |fd: OwnedFd| -> OwnedFd {
-        // The original is closed as its copy is made (dropped right here).
-        sys::fcntl_dupfd_cloexec(fd.as_fd(), high).unwrap_or_else(|_| die("dup"))
+        let copy = sys::fcntl_dupfd_cloexec(fd.as_fd(), high).unwrap_or_else(|_| die("dup"));
+        if !close_each {
+            // Closed by the `close_range` below instead: never dropped.
+            std::mem::forget(fd);
+        }
+        copy
     };
     let moved: Vec<OwnedFd> = fds.into_iter().map(&mut move_up).collect();
     let payload = move_up(payload);
     let mut keep: Vec<i32> = moved.iter().map(|f| f.as_raw_fd()).collect();
     keep.push(payload.as_raw_fd());
     keep.sort_unstable();
-    // Close everything but `keep`: the server's sockets and pidfds.
+    // Close everything but `keep`: the server's sockets and pidfds, and the
+    // originals not closed above (whose `OwnedFd`s were forgotten).
     let mut next = 0u32;
     for &fd in &keep {
         // SAFETY: a fresh fork child of the single-threaded server; the

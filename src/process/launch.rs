@@ -13,8 +13,8 @@
 //! anywhere): every malformed payload is an [`Error::Invalid`].
 
 use std::fs::File;
-use std::io::{Read, Seek, Write};
-use std::os::fd::OwnedFd;
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
 
 use super::exit::Target;
 use super::registry::{self, Entry, MAX_ENTRY_NAME};
@@ -242,16 +242,21 @@ impl LaunchSpec {
         Ok(OwnedFd::from(file))
     }
 
-    /// Reads the payload from the start of `fd` (which is then closed).
+    /// Reads the payload from the start of `fd` (which is then closed):
+    /// `fstat` for its size, then one `pread`.
     pub(crate) fn from_fd(fd: OwnedFd) -> Result<LaunchSpec> {
-        let mut file = File::from(fd);
-        let mut data = Vec::new();
-        file.rewind()
-            .and_then(|()| {
-                Read::by_ref(&mut file)
-                    .take(MAX_PAYLOAD as u64 + 1)
-                    .read_to_end(&mut data)
-            })
+        use std::os::unix::fs::FileExt;
+        let len =
+            sys::fstat_size(fd.as_fd()).map_err(|e| Error::os("fstat of the launch payload", e))?;
+        if len > MAX_PAYLOAD as u64 {
+            return Err(Error::TooLarge {
+                len: usize::try_from(len).unwrap_or(usize::MAX),
+                max: MAX_PAYLOAD,
+            });
+        }
+        let mut data = vec![0u8; len as usize];
+        File::from(fd)
+            .read_exact_at(&mut data, 0)
             .map_err(|e| Error::os("reading the launch payload", e))?;
         LaunchSpec::decode(&data)
     }
