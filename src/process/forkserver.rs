@@ -459,76 +459,77 @@ fn distinct_and_in_range(targets: &[i32]) -> bool {
     sorted.len() == targets.len() && targets.iter().all(|t| (0..1 << 20).contains(t))
 }
 
-/// Above this many passed descriptors, `relocate` closes each original as
-/// it moves it (a syscall each) rather than all at once.
-const CLOSE_EACH_ABOVE: usize = 64;
-
 /// In the server's new child: gives each of `fds` the number in
-/// `targets`, closes every other descriptor, and returns the payload.
+/// `targets`, closes every other descriptor, and returns the payload (at
+/// whatever number it ends up).
 ///
-/// With more than [`CLOSE_EACH_ABOVE`] descriptors, never holds more than
-/// one beyond those passed (plus what the server had open): each is moved
-/// out of the way and its original closed at once, then moved to its target
-/// and that copy closed at once. So a request that fits the descriptor
-/// limit of the parent fits in the child.
+/// Works in place: a descriptor that sits on the target of another is
+/// moved to the lowest free number first. So it never holds more than one
+/// descriptor beyond those passed and never needs a number above them: a
+/// request that fits the descriptor limit of the parent fits in the child
+/// (which has the same limit: the server inherited it).
 fn relocate(payload: OwnedFd, fds: Vec<OwnedFd>, targets: &[i32]) -> OwnedFd {
+    use std::os::fd::FromRawFd;
     let die = |what: &str| -> ! {
         use std::io::Write;
         let _ = writeln!(std::io::stderr(), "forkserver child: {what}");
         sys::exit_immediately(1)
     };
-    // Above every target and every descriptor we hold now.
-    let high = targets
-        .iter()
-        .copied()
-        .chain(fds.iter().map(|f| f.as_raw_fd()))
-        .chain([payload.as_raw_fd()])
-        .max()
-        .unwrap_or(0)
-        + 1;
-    // With many descriptors, each original is closed as its copy is made,
-    // so that their number never doubles; with few, the `close_range`
-    // below closes the originals together, in one or two syscalls.
-    let close_each = fds.len() > CLOSE_EACH_ABOVE;
-    let mut move_up = |fd: OwnedFd| -> OwnedFd {
-        let copy = sys::fcntl_dupfd_cloexec(fd.as_fd(), high).unwrap_or_else(|_| die("dup"));
-        if !close_each {
-            // Closed by the `close_range` below instead: never dropped.
-            std::mem::forget(fd);
-        }
-        copy
-    };
-    let moved: Vec<OwnedFd> = fds.into_iter().map(&mut move_up).collect();
-    let payload = move_up(payload);
-    let mut keep: Vec<i32> = moved.iter().map(|f| f.as_raw_fd()).collect();
-    keep.push(payload.as_raw_fd());
-    keep.sort_unstable();
-    // Close everything but `keep`: the server's sockets and pidfds, and the
-    // originals not closed above (whose `OwnedFd`s were forgotten).
+    // Slot `targets.len()` is the payload, which has no target.
+    let mut held = fds;
+    held.push(payload);
+    let mut open: Vec<i32> = held.iter().map(|f| f.as_raw_fd()).collect();
+    open.sort_unstable();
+    // Close everything else: the server's stdio (/dev/null), sockets and
+    // pidfds, owned by values this child never drops or uses (it runs the
+    // entry and `_exit`s).
     let mut next = 0u32;
-    for &fd in &keep {
-        // SAFETY: a fresh fork child of the single-threaded server; the
-        // descriptors closed here belong to the server's bookkeeping (owned
-        // by values this child never drops or uses: it runs the entry and
-        // `_exit`s).
+    for &fd in &open {
+        // SAFETY: a fresh fork child of the single-threaded server; none of
+        // the descriptors closed here is used again (see above).
         unsafe { sys::close_range(next, fd as u32 - 1) };
         next = fd as u32 + 1;
     }
     // SAFETY: as above.
     unsafe { sys::close_range(next, u32::MAX) };
-    for (fd, &target) in moved.into_iter().zip(targets) {
-        // Every target is below `high`, every moved copy above it: this
-        // never overwrites a descriptor still to be moved.
-        if sys::dup2(fd.as_fd(), target).is_err() {
-            die("dup2");
-        }
-        drop(fd);
-        if target > 2 {
-            // SAFETY: `target` was just made a copy of `fd`; borrowed for
-            // the call.
-            let _ = sys::set_cloexec(unsafe { BorrowedFd::borrow_raw(target) }, true);
+    // Which slot of `held` is at each number, for those still to be placed.
+    let mut slot_at: std::collections::HashMap<i32, usize> = held
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.as_raw_fd(), i))
+        .collect();
+    for (i, &target) in targets.iter().enumerate() {
+        let current = held[i].as_raw_fd();
+        slot_at.remove(&current);
+        if current != target {
+            if let Some(j) = slot_at.remove(&target) {
+                // Another one still to be placed (or the payload) sits on
+                // the target: out of the way, to the lowest free number.
+                let moved =
+                    sys::fcntl_dupfd_cloexec(held[j].as_fd(), 0).unwrap_or_else(|_| die("dup"));
+                slot_at.insert(moved.as_raw_fd(), j);
+                // Closes the copy at `target`.
+                held[j] = moved;
+            }
+            if sys::dup2(held[i].as_fd(), target).is_err() {
+                die("dup2");
+            }
+            // SAFETY: dup2 just made `target` a new descriptor that nothing
+            // else owns; assigning it closes the one at `current`.
+            held[i] = unsafe { OwnedFd::from_raw_fd(target) };
+            // dup2 cleared close-on-exec: stdio (0 to 2) is inherited by
+            // programs the child execs, the rest is not. (Received ones
+            // left in place are close-on-exec already, and never at 0 to
+            // 2, which the server's /dev/null held when they arrived.)
+            if target > 2 {
+                let _ = sys::set_cloexec(held[i].as_fd(), true);
+            }
         }
     }
+    let payload = held.pop().expect("the payload is the last slot");
+    // The placed descriptors stay open, at their numbers, for the life of
+    // the child (handle texts name them).
+    std::mem::forget(held);
     payload
 }
 
@@ -586,6 +587,57 @@ mod tests {
         assert!(!distinct_and_in_range(&[3, 3]));
         assert!(!distinct_and_in_range(&[-1]));
         assert!(!distinct_and_in_range(&[1 << 20]));
+    }
+
+    #[test]
+    fn relocate_permutes_in_place() {
+        use std::io::{Read, Write};
+        use std::os::fd::FromRawFd;
+        use std::os::unix::fs::FileExt;
+        let pipes: Vec<(OwnedFd, OwnedFd)> = (0..5).map(|_| sys::pipe().unwrap()).collect();
+        let payload = sys::memfd_create("relocate-test").unwrap();
+        let payload_copy = std::fs::File::from(sys::dup_cloexec(payload.as_fd()).unwrap());
+        // SAFETY: the child only moves descriptors, writes and `_exit`s.
+        match unsafe { sys::fork() }.unwrap() {
+            Forked::Child => {
+                let fds: Vec<OwnedFd> = pipes
+                    .iter()
+                    .map(|(_, w)| sys::dup_cloexec(w.as_fd()).unwrap())
+                    .collect();
+                let at: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
+                // Write end `i` goes to `targets[i]`: a cycle of three, one
+                // left in place, one onto the payload, which must move.
+                let targets = [at[1], at[2], at[0], at[3], payload.as_raw_fd()];
+                let payload = relocate(payload, fds, &targets);
+                for (i, &t) in targets.iter().enumerate() {
+                    // SAFETY: relocate left a descriptor at each target; it
+                    // is never closed here (ManuallyDrop).
+                    let mut pipe = std::mem::ManuallyDrop::new(std::fs::File::from(unsafe {
+                        OwnedFd::from_raw_fd(t)
+                    }));
+                    if pipe.write_all(&[i as u8]).is_err() {
+                        sys::exit_immediately(10 + i as i32);
+                    }
+                }
+                let ok = std::fs::File::from(payload).write_all_at(b"P", 0).is_ok();
+                sys::exit_immediately(if ok { 0 } else { 20 });
+            }
+            Forked::Parent(pid) => {
+                assert_eq!(
+                    sys::waitpid(pid, false).unwrap(),
+                    Some(sys::ChildStatus::Exited(0))
+                );
+                for (i, (r, w)) in pipes.into_iter().enumerate() {
+                    drop(w);
+                    let mut got = Vec::new();
+                    std::fs::File::from(r).read_to_end(&mut got).unwrap();
+                    assert_eq!(got, [i as u8], "pipe {i}");
+                }
+                let mut byte = [0u8];
+                payload_copy.read_exact_at(&mut byte, 0).unwrap();
+                assert_eq!(&byte, b"P");
+            }
+        }
     }
 
     #[test]
