@@ -114,8 +114,9 @@ pub(crate) fn run_child(target: impl FnOnce() -> i32, name: &str) -> ! {
 /// before `_exit` (which would drop it). Errors are ignored: there is nobody
 /// left to tell about a closed stdout.
 pub(crate) fn flush_std_streams() {
+    // Rust's stderr has no buffer (its `flush` does nothing): not called, as
+    // each function a fork child runs first costs it a page fault.
     let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
     let _ = sys::fflush_all();
 }
 

@@ -42,7 +42,7 @@ pub(crate) fn start(
         name: launch.name.to_owned(),
         daemon: launch.daemon,
         parent: Some(Parent {
-            pid: sys::getpid(),
+            pid: sys::current_ids().0,
             name: table.my_name(),
             pidfd: None,
         }),

@@ -113,7 +113,10 @@ type Message<'a> = (Vec<u8>, Vec<BorrowedFd<'a>>);
 /// starting the server first if there is none (or the one there was died).
 fn send_request(messages: &[Message<'_>]) -> Result<()> {
     let mut server = SERVER.lock().unwrap_or_else(PoisonError::into_inner);
-    if server.as_ref().is_some_and(|s| s.owner != sys::getpid()) {
+    if server
+        .as_ref()
+        .is_some_and(|s| s.owner != sys::current_ids().0)
+    {
         // Inherited from the parent by fork: not ours to use or reap.
         *server = None;
     }
@@ -195,7 +198,7 @@ fn start_child(work: &Work, launch: Launch<'_>) -> Result<Arc<ChildCell>> {
     spawn::require_init(StartMethod::ForkServer)?;
     let lifeline = launch.daemon.then(lifeline::new).transpose()?;
     let lifeline_fd = lifeline.as_ref().map_or(-1, |(_, r)| r.as_raw_fd());
-    let me = sys::pidfd_open(sys::getpid()).map_err(|e| Error::os("pidfd_open(self)", e))?;
+    let me = sys::pidfd_open(sys::current_ids().0).map_err(|e| Error::os("pidfd_open(self)", e))?;
     let spec = launch.spec(
         work,
         StartMethod::ForkServer,

@@ -95,7 +95,7 @@ impl Launch<'_> {
             name: self.name.to_owned(),
             identity: self.identity.to_vec(),
             daemon: self.daemon,
-            parent_pid: sys::getpid(),
+            parent_pid: sys::current_ids().0,
             parent_name: children::lock().my_name(),
             lifeline_fd,
             parent_pidfd,
