@@ -614,3 +614,155 @@ impl RawMpmc {
         }
     }
 }
+
+/// The algorithm alone, over heap memory (no segment, no syscall on the
+/// paths taken): small enough for Miri (`scripts/sanitizers miri`).
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::alloc::{Layout, alloc_zeroed, dealloc};
+    use std::time::Duration;
+
+    /// A queue whose header and tail live in heap allocations.
+    struct HeapQueue {
+        raw: RawMpmc,
+        header: *mut QueueHeader,
+        tail: *mut u8,
+        layout: Layout,
+    }
+
+    // SAFETY: as RawMpmc; the allocations are freed only in Drop.
+    unsafe impl Sync for HeapQueue {}
+
+    impl HeapQueue {
+        fn new(capacity: usize, max_msg: usize) -> HeapQueue {
+            let header = Box::into_raw(Box::new(QueueHeader::new(capacity, max_msg, 0).unwrap()));
+            // SAFETY: just allocated, valid.
+            let len = unsafe { &*header }.tail_len();
+            let layout = Layout::from_size_align(len.max(64), 64).unwrap();
+            // SAFETY: a non-zero size.
+            let tail = unsafe { alloc_zeroed(layout) };
+            // SAFETY: the header is checked by `new`; the zeroed tail holds
+            // `capacity` empty slots and the data areas, 64-aligned, alive
+            // until Drop.
+            let raw =
+                unsafe { RawMpmc::new(NonNull::new(header).unwrap(), NonNull::new(tail).unwrap()) };
+            HeapQueue {
+                raw,
+                header,
+                tail,
+                layout,
+            }
+        }
+    }
+
+    impl Drop for HeapQueue {
+        fn drop(&mut self) {
+            // SAFETY: allocated in `new` with these layouts, freed once.
+            unsafe {
+                dealloc(self.tail, self.layout);
+                drop(Box::from_raw(self.header));
+            }
+        }
+    }
+
+    const NOW: Option<Instant> = None;
+
+    #[test]
+    fn positions_wrap_through_many_laps_in_order() {
+        let q = HeapQueue::new(3, 9);
+        let mut buf = [0u8; 9];
+        for i in 0..50u8 {
+            let msg = [i; 9];
+            let len = 1 + usize::from(i) % 9;
+            q.raw.put(&msg[..len], NOW).unwrap();
+            if i % 2 == 0 {
+                q.raw.put(&msg[..len], NOW).unwrap();
+                assert_eq!(q.raw.get(&mut buf, NOW).unwrap(), len);
+            }
+            assert_eq!(q.raw.get(&mut buf, NOW).unwrap(), len);
+            assert!(buf[..len].iter().all(|b| *b == i));
+        }
+        assert_eq!(q.raw.len(), 0);
+    }
+
+    #[test]
+    fn full_empty_too_large_and_closed() {
+        let q = HeapQueue::new(2, 4);
+        let once = crate::queue::try_once();
+        q.raw.put(b"a", once).unwrap();
+        q.raw.put(b"bb", once).unwrap();
+        assert!(matches!(q.raw.put(b"c", once), Err(Error::Full)));
+        assert!(matches!(
+            q.raw.put(b"12345", once),
+            Err(Error::TooLarge { .. })
+        ));
+        let mut small = [0u8; 1];
+        let mut buf = [0u8; 4];
+        assert_eq!(q.raw.get(&mut small, once).unwrap(), 1);
+        assert!(matches!(
+            q.raw.get(&mut small, once),
+            Err(Error::TooLarge { len: 2, .. })
+        ));
+        q.raw.close();
+        assert!(matches!(q.raw.put(b"d", once), Err(Error::Closed)));
+        assert_eq!(q.raw.get(&mut buf, once).unwrap(), 2);
+        assert!(matches!(q.raw.get(&mut buf, once), Err(Error::Closed)));
+    }
+
+    #[test]
+    fn two_producers_two_consumers_exactly_once() {
+        let q = HeapQueue::new(2, 8);
+        let per = if cfg!(miri) { 40u64 } else { 5_000 };
+        let deadline = || Some(Instant::now() + Duration::from_secs(30));
+        let seen: Vec<std::sync::atomic::AtomicU8> = (0..2 * per)
+            .map(|_| std::sync::atomic::AtomicU8::new(0))
+            .collect();
+        std::thread::scope(|s| {
+            for p in 0..2 {
+                let q = &q;
+                s.spawn(move || {
+                    for i in 0..per {
+                        q.raw.put(&(p * per + i).to_le_bytes(), deadline()).unwrap();
+                    }
+                });
+            }
+            let consumers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (q, seen) = (&q, &seen);
+                    s.spawn(move || {
+                        let mut buf = [0u8; 8];
+                        loop {
+                            match q.raw.get(&mut buf, deadline()) {
+                                Ok(8) => {
+                                    let id = u64::from_le_bytes(buf) as usize;
+                                    // Relaxed: read after the scope joins.
+                                    seen[id].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                }
+                                Err(Error::Closed) => return,
+                                other => panic!("get: {other:?}"),
+                            }
+                        }
+                    })
+                })
+                .collect();
+            // Close once both producers are done: every message was put.
+            while seen
+                .iter()
+                .map(|c| u64::from(c.load(std::sync::atomic::Ordering::Relaxed)))
+                .sum::<u64>()
+                < 2 * per
+            {
+                std::thread::yield_now();
+            }
+            q.raw.close();
+            for c in consumers {
+                c.join().unwrap();
+            }
+        });
+        assert!(
+            seen.iter()
+                .all(|c| c.load(std::sync::atomic::Ordering::Relaxed) == 1)
+        );
+    }
+}
