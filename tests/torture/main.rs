@@ -23,7 +23,7 @@ use std::time::Instant;
 use os::Rng;
 use trial::{Shape, Tally};
 
-const QUICK_TRIALS: u64 = 100;
+const QUICK_TRIALS: u64 = 60;
 const DEFAULT_SEED: u64 = 0x7041_7475_7265_2d31;
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -139,7 +139,7 @@ fn torture_kills_lose_nothing_and_leak_nothing() {
         consumers: 2,
         lockers: 2,
         messages: 4000,
-        lock_rounds: 400,
+        lock_rounds: 20_000,
         max_kills: 6,
         max_kill_ops: 1500,
     };

@@ -286,13 +286,22 @@ pub fn run(shape: &Shape, rng: &mut Rng) -> Tally {
     let mut uncertain: Vec<(usize, u64)> = Vec::new();
     let kills = 1 + rng.below(shape.max_kills);
     for _ in 0..kills {
-        if all_put(&w, shape) {
-            break; // the kills that matter happen while messages flow
-        }
-        let alive: Vec<usize> = (0..all.len()).filter(|i| all[*i].pid.is_some()).collect();
-        if alive.is_empty() {
+        // Once every message is put, only lockers still have work to be
+        // interrupted in.
+        let done_putting = all_put(&w, shape);
+        // A kind first (each as likely), then one of its living members.
+        let kinds: Vec<Kind> = [Kind::Producer, Kind::Consumer, Kind::Locker]
+            .into_iter()
+            .filter(|k| !done_putting || *k == Kind::Locker)
+            .filter(|k| all.iter().any(|p| p.kind == *k && p.pid.is_some()))
+            .collect();
+        if kinds.is_empty() {
             break;
         }
+        let kind = kinds[rng.below(kinds.len() as u64) as usize];
+        let alive: Vec<usize> = (0..all.len())
+            .filter(|i| all[*i].kind == kind && all[*i].pid.is_some())
+            .collect();
         let victim = alive[rng.below(alive.len() as u64) as usize];
         let k = 1 + rng.below(shape.max_kill_ops);
         let pid = all[victim].pid.unwrap();
@@ -303,7 +312,9 @@ pub fn run(shape: &Shape, rng: &mut Rng) -> Tally {
         let mut ended = None;
         // Once every producer is done a consumer cannot progress any more:
         // kill now rather than wait for operations that will not come.
-        while ops.load(Ordering::Relaxed) < target && !all_put(&w, shape) {
+        while ops.load(Ordering::Relaxed) < target
+            && !(kind == Kind::Consumer && all_put(&w, shape))
+        {
             if let Some(status) = multiproc::sys::waitpid(pid, true).expect("waitpid") {
                 ended = Some(status);
                 break;
