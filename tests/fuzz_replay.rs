@@ -34,7 +34,7 @@ impl Rng {
             _ => self.next() % 2048,
         } as usize;
         let mut out = Vec::with_capacity(len + 64);
-        if !prefixes.is_empty() && self.next() % 2 == 0 {
+        if !prefixes.is_empty() && self.next().is_multiple_of(2) {
             out.extend_from_slice(prefixes[(self.next() % prefixes.len() as u64) as usize]);
         }
         while out.len() < len {

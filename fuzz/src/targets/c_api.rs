@@ -209,7 +209,7 @@ unsafe fn call(w: &mut World, input: &mut Input, kind: Kind) {
     let mut out: *mut c_void = std::ptr::null_mut();
     let outp = std::ptr::from_mut(&mut out);
     let null_out = input.choose(16) == 0;
-    // SAFETY (for every call below): as the function's doc says.
+    // SAFETY: for every call below, as the function's doc says.
     unsafe {
         match op {
             // Construct (or open from a handle text).
@@ -326,7 +326,7 @@ unsafe fn operate(w: &mut World, input: &mut Input, kind: Kind) {
         std::ptr::from_mut(&mut v32)
     };
     let op = input.choose(6);
-    // SAFETY (for every call below): `data` is NULL or `w.bytes.len() >= n`
+    // SAFETY: for every call below, `data` is NULL or `w.bytes.len() >= n`
     // bytes; the other out-pointers are NULL or ours; `p` as in `run`.
     unsafe {
         let status = match kind {
