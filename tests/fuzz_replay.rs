@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Generated inputs per target at most, and the time they may take.
-const GENERATED: u64 = 3000;
+const GENERATED: u64 = 10_000;
 const BUDGET: Duration = Duration::from_secs(4);
 
 /// xorshift64*: the same inputs on every run.
