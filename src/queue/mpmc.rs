@@ -710,10 +710,14 @@ mod tests {
         assert!(matches!(q.raw.get(&mut buf, once), Err(Error::Closed)));
     }
 
+    // Not under Miri: a waiter stuck behind a claim asks /proc whether the
+    // claimant's thread lives, and Miri's thread ids are not the kernel's,
+    // so a live claimant would read as dead.
     #[test]
+    #[cfg_attr(miri, ignore)]
     fn two_producers_two_consumers_exactly_once() {
         let q = HeapQueue::new(2, 8);
-        let per = if cfg!(miri) { 40u64 } else { 5_000 };
+        let per = 5_000u64;
         let deadline = || Some(Instant::now() + Duration::from_secs(30));
         let seen: Vec<std::sync::atomic::AtomicU8> = (0..2 * per)
             .map(|_| std::sync::atomic::AtomicU8::new(0))

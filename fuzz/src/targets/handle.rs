@@ -38,7 +38,7 @@ fn parse_text(text: &[u8]) {
     }
 }
 
-/// Where the objects of the model segment lie, and how big the pieces are.
+/// The bytes of a model segment, its id, and the handles of its objects.
 struct Model {
     bytes: Vec<u8>,
     id: u64,
@@ -91,7 +91,7 @@ fn corrupted_segment(input: &mut Input) {
     } else {
         m.id
     };
-    for (i, h) in m.handles.iter().enumerate() {
+    for h in &m.handles {
         let offset = if input.choose(8) == 0 {
             u64::from(input.u16())
         } else {
@@ -109,7 +109,7 @@ fn corrupted_segment(input: &mut Input) {
             kind.name()
         );
         let handle: Handle = text.parse().expect("a well-formed handle");
-        open_and_use(i, &handle);
+        open_and_use(&handle);
     }
 }
 
@@ -123,7 +123,7 @@ fn copy_to_memfd(bytes: &[u8], len: usize) -> OwnedFd {
 }
 
 /// Opens the handle as every object type and uses what opens.
-fn open_and_use(which: usize, handle: &Handle) {
+fn open_and_use(handle: &Handle) {
     if let Ok(q) = Queue::open(handle) {
         let _ = q.put_nowait(b"fuzz");
         let mut buf = [0u8; 64];
@@ -148,5 +148,4 @@ fn open_and_use(which: usize, handle: &Handle) {
         e.set();
         let _ = e.is_set();
     }
-    let _ = which;
 }
