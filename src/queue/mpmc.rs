@@ -127,6 +127,14 @@ const fn next_lap(lap: u64) -> u64 {
     (lap + 1) & LAP_MASK
 }
 
+/// The error of a put or get that found its counter corrupt.
+fn corrupt_counter(which: &str) -> Error {
+    Error::Invalid(format!(
+        "corrupt queue: its `{which}` counter is laps away from its slot (the shared header \
+         was overwritten)"
+    ))
+}
+
 /// Bytes of object tail needed for `capacity` slots of `stride` bytes.
 pub(crate) const fn tail_bytes(capacity: u64, stride: u64) -> Option<u64> {
     capacity.checked_mul(size_of::<Slot>() as u64 + stride)
@@ -227,6 +235,9 @@ unsafe impl Sync for RawMpmc {}
 enum PutStop {
     Blocked(Blocked),
     Closed,
+    /// `tail` is two or more laps away from its slot: not a state the
+    /// protocol can reach, so the shared header was overwritten.
+    Corrupt,
 }
 
 /// Why a get could not complete now.
@@ -235,6 +246,8 @@ enum GetStop {
     Blocked(Blocked),
     Closed,
     TooSmall(usize),
+    /// As [`PutStop::Corrupt`], for `head`.
+    Corrupt,
 }
 
 impl RawMpmc {
@@ -372,13 +385,15 @@ impl RawMpmc {
                     },
                     _ => Blocked::Plain,
                 }));
-            } else {
+            } else if wl == next_lap(lap) {
                 // The slot moved past `pos` (it was cleared after its
                 // producer died before moving `tail`, or our `pos` is old).
                 // Relaxed: a hint, as above.
                 let _ = h
                     .tail
                     .compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
+            } else if self.counter_is_corrupt(&h.tail, pos, slot, w) {
+                return Err(PutStop::Corrupt);
             }
         }
     }
@@ -476,13 +491,32 @@ impl RawMpmc {
                 // Still the previous lap's message being read: nothing for
                 // `pos` yet.
                 return Err(stop_empty());
-            } else {
+            } else if wl == next_lap(lap) {
                 // Moved past `pos`: help `head` on. Relaxed: a hint.
                 let _ = h
                     .head
                     .compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
+            } else if self.counter_is_corrupt(&h.head, pos, slot, w) {
+                return Err(GetStop::Corrupt);
             }
         }
+    }
+
+    /// Whether `counter` (`tail` or `head`), read as `pos`, is corrupt: its
+    /// slot's word `w` is two or more laps away from `pos`'s lap. The
+    /// protocol keeps a slot within one lap of a counter that points at
+    /// it (a counter passes a position only after its slot moved on, and
+    /// a slot moves on only after a counter reached it), so that distance
+    /// is only possible when `pos` is old: both are read again, and if
+    /// neither moved, the shared header was overwritten. Without this, a
+    /// put or get would walk the counter forward one position per loop for
+    /// up to 2^40 laps, ignoring its deadline.
+    fn counter_is_corrupt(&self, counter: &AtomicU64, pos: u64, slot: &Slot, w: u64) -> bool {
+        // SeqCst: the re-reads come after the first ones in the single
+        // order, so an old `pos` shows as a changed counter.
+        fence(Ordering::SeqCst);
+        // Relaxed: ordered by the fence; only compared.
+        counter.load(Ordering::Relaxed) == pos && slot.word.load(Ordering::Relaxed) == w
     }
 
     /// Clears slot `i` from word `w` if its claimant died meanwhile.
@@ -518,6 +552,7 @@ impl RawMpmc {
         let attempt = || match self.try_put(msg) {
             Ok(()) => Ok(Ok(())),
             Err(PutStop::Closed) => Ok(Err(Error::Closed)),
+            Err(PutStop::Corrupt) => Ok(Err(corrupt_counter("tail"))),
             Err(PutStop::Blocked(b)) => Err(b),
         };
         common::wait_loop(&h.not_full, deadline, attempt, |i, w, _| {
@@ -532,6 +567,7 @@ impl RawMpmc {
         let attempt = || match self.try_get(buf) {
             Ok(n) => Ok(Ok(n)),
             Err(GetStop::Closed) => Ok(Err(Error::Closed)),
+            Err(GetStop::Corrupt) => Ok(Err(corrupt_counter("head"))),
             Err(GetStop::TooSmall(len)) => Ok(Err(Error::TooLarge {
                 len,
                 max: buf.len(),
@@ -684,6 +720,30 @@ mod tests {
             assert!(buf[..len].iter().all(|b| *b == i));
         }
         assert_eq!(q.raw.len(), 0);
+    }
+
+    /// Regression: a `tail` or `head` overwritten with garbage made a put
+    /// or get (even a try-once) loop for up to 2^40 laps; now both fail
+    /// with `Invalid` and the queue works again once the counter is right.
+    #[test]
+    fn overwritten_counters_are_errors_not_endless_loops() {
+        let q = HeapQueue::new(4, 8);
+        let once = crate::queue::try_once();
+        let mut buf = [0u8; 8];
+        // SAFETY: the header lives until `q` drops.
+        let h = unsafe { &*q.header };
+        for garbage in [(1u64 << 36) + 5, 4 * 7 + 1, u64::MAX / 3] {
+            h.tail.store(garbage, Ordering::Relaxed);
+            assert!(matches!(q.raw.put(b"x", once), Err(Error::Invalid(m)) if m.contains("tail")));
+            h.tail.store(0, Ordering::Relaxed);
+            h.head.store(garbage, Ordering::Relaxed);
+            assert!(
+                matches!(q.raw.get(&mut buf, once), Err(Error::Invalid(m)) if m.contains("head"))
+            );
+            h.head.store(0, Ordering::Relaxed);
+        }
+        q.raw.put(b"ok", once).unwrap();
+        assert_eq!(q.raw.get(&mut buf, once).unwrap(), 2);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Handle text parsing, and attaching to segments whose headers were
 //! corrupted: a real memfd segment is built, copied into a fresh memfd,
-//! the copy's segment header, object headers and the queue's fixed fields
-//! are overwritten with fuzz bytes, and every kind of object is opened
+//! the copy's segment header, object headers and payloads (the queue's
+//! whole header and first slots) are overwritten with fuzz bytes, and every kind of object is opened
 //! from it. An open must fail with an error or give an object that works.
 
 use std::fs::File;
@@ -68,13 +68,14 @@ fn corrupted_segment(input: &mut Input) {
     // so attaching below maps the corrupted copy and checks its headers.
     let corruptions = input.choose(8);
     for _ in 0..corruptions {
-        // A region: the segment header, or one object's header plus the
-        // first 32 bytes of its payload (the queue's fixed fields).
+        // A region: the segment header, or one object's header, payload
+        // and first bytes after it (for the queue: its fixed fields, its
+        // counters and wait words, and its first slots).
         let (start, len) = match input.choose(1 + m.handles.len()) {
             0 => (0, 64),
-            k => (m.handles[k - 1].offset() as usize, 40 + 32),
+            k => (m.handles[k - 1].offset() as usize, 40 + 256 + 64),
         };
-        let at = start + usize::from(input.u8()) % len;
+        let at = start + usize::from(input.u16()) % len;
         let width = [1, 4, 8][input.choose(3)];
         let value = input.u64().to_le_bytes();
         let end = (at + width).min(m.bytes.len());
