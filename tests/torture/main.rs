@@ -23,7 +23,7 @@ use std::time::Instant;
 use os::Rng;
 use trial::{Shape, Tally};
 
-const QUICK_TRIALS: u64 = 60;
+const QUICK_TRIALS: u64 = 40;
 const DEFAULT_SEED: u64 = 0x7041_7475_7265_2d31;
 
 fn env_u64(name: &str) -> Option<u64> {
