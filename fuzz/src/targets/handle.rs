@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use multiproc::queue::{Queue, QueueOptions};
 use multiproc::shm::{Backing, Handle, Locator, Segment, SharedMemory};
@@ -115,12 +115,16 @@ fn corrupted_segment(input: &mut Input) {
 }
 
 fn copy_to_memfd(bytes: &[u8], len: usize) -> OwnedFd {
-    let fd = multiproc::sys::memfd_create("mp-fuzz").expect("memfd");
+    let fd = multiproc::sys::memfd_create_sealable("mp-fuzz").expect("memfd");
     let mut file = File::from(fd);
     file.write_all(&bytes[..len.min(bytes.len())])
         .expect("write memfd");
     file.set_len(len as u64).expect("ftruncate memfd");
-    OwnedFd::from(file)
+    // Sealed as our segments are, so the attach goes on to the headers
+    // (an unsealed memfd is refused before it is mapped).
+    let fd = OwnedFd::from(file);
+    multiproc::sys::seal_size(fd.as_fd()).expect("seal memfd");
+    fd
 }
 
 /// Opens the handle as every object type and uses what opens.
