@@ -15,6 +15,7 @@ mod barrier;
 mod connection;
 #[cfg(not(loom))]
 mod event;
+mod live;
 #[cfg(not(loom))]
 mod lock;
 #[cfg(not(loom))]
@@ -164,9 +165,10 @@ pub(crate) fn deadline_from_ns(timeout_ns: i64) -> Result<Option<std::time::Inst
     Ok(timeout_from_ns(timeout_ns)?.and_then(|t| std::time::Instant::now().checked_add(t)))
 }
 
-/// Tags at the start of every boxed C object, so a pointer to something
-/// else, or to a freed object, is refused with `MP_ERR_INVALID` instead of
-/// being used. Each type has its own tag; `free` overwrites it.
+/// Every boxed C object: its address is in the live set (`live.rs`) from
+/// `boxed` to `free`, so a freed, foreign or made-up pointer is refused with
+/// `MP_ERR_INVALID` without being read; the tag then tells a live object of
+/// another type from one of the expected type.
 #[repr(C)]
 #[derive(Debug)]
 pub(crate) struct Tagged<T> {
@@ -174,13 +176,12 @@ pub(crate) struct Tagged<T> {
     pub(crate) inner: T,
 }
 
-/// The tag a freed object is left with.
-const TAG_FREED: u64 = 0xDEAD_BEEF_F4EE_D000;
-
 impl<T> Tagged<T> {
     /// Boxes `inner` with its tag, for handing to C.
     pub(crate) fn boxed(tag: u64, inner: T) -> *mut Tagged<T> {
-        Box::into_raw(Box::new(Tagged { tag, inner }))
+        let p = Box::into_raw(Box::new(Tagged { tag, inner }));
+        live::insert(p as usize);
+        p
     }
 
     /// The object behind a C pointer, if it carries `tag`. Shared, never
@@ -189,9 +190,9 @@ impl<T> Tagged<T> {
     ///
     /// # Safety
     ///
-    /// - `p` is NULL or was returned by [`Tagged::boxed`] (of any `T`) and,
-    ///   if freed, its memory was not reused for something else yet. A
-    ///   mismatched tag is reported, not trusted.
+    /// - Any pointer is accepted: one not in the live set (NULL, freed,
+    ///   foreign, garbage) is refused without being read, and a live object
+    ///   with another tag is refused.
     /// - `p` is not freed while the returned reference lives (a free racing
     ///   with a use is the C caller's bug, as with any C object).
     pub(crate) unsafe fn get<'a>(
@@ -199,8 +200,17 @@ impl<T> Tagged<T> {
         tag: u64,
         param: &'static str,
     ) -> Result<&'a T> {
-        // SAFETY: forwarded from the caller.
-        let obj = unsafe { non_null(p, param) }?;
+        if p.is_null() {
+            return Err(Error::Null(param));
+        }
+        if !live::contains(p as usize) {
+            return Err(Error::Invalid(format!(
+                "`{param}` is not a live object of this library (freed, or never made by it)"
+            )));
+        }
+        // SAFETY: `p` is in the live set: a `Tagged::boxed` allocation not
+        // freed yet (a concurrent free is excluded by the contract above).
+        let obj = unsafe { &*p };
         if obj.tag != tag {
             return Err(Error::Invalid(format!(
                 "`{param}` is not a live object of this type (freed, or another type)"
@@ -219,17 +229,28 @@ impl<T> Tagged<T> {
         if p.is_null() {
             return Ok(());
         }
-        // SAFETY: forwarded from the caller; the tag is checked before the
-        // box is reclaimed, and overwritten so a double free is caught.
-        unsafe {
-            if (*p).tag != tag {
-                return Err(Error::Invalid(
-                    "free of a pointer that is not a live object of this type".into(),
-                ));
-            }
-            (*p).tag = TAG_FREED;
-            drop(Box::from_raw(p));
+        if !live::contains(p as usize) {
+            return Err(Error::Invalid(
+                "free of a pointer that is not a live object of this library (freed twice, \
+                 or never made by it)"
+                    .into(),
+            ));
         }
+        // SAFETY: `p` is live (checked above), so it is a `Tagged` box.
+        if unsafe { (*p).tag } != tag {
+            return Err(Error::Invalid(
+                "free of a pointer that is not a live object of this type".into(),
+            ));
+        }
+        if !live::remove(p as usize) {
+            // Another thread freed it between the two checks.
+            return Err(Error::Invalid(
+                "free of an object freed at the same time".into(),
+            ));
+        }
+        // SAFETY: removed from the live set by this call alone, so this is
+        // the one reclaim of the box `Tagged::boxed` made.
+        drop(unsafe { Box::from_raw(p) });
         Ok(())
     }
 }

@@ -242,6 +242,25 @@ fn register_atfork() {
     });
 }
 
+/// `pthread_atfork(prepare, parent, child)`: handlers run around every fork
+/// of this process, whoever makes it. They must be async-signal-safe in the
+/// sense fork needs (no allocation, no locks other than the ones they take
+/// and release themselves).
+pub fn register_fork_handlers(
+    prepare: extern "C" fn(),
+    parent: extern "C" fn(),
+    child: extern "C" fn(),
+) -> io::Result<()> {
+    // SAFETY: the handlers are plain `extern "C" fn()`s of this library,
+    // which stay mapped while it is loaded (glibc drops a shared object's
+    // fork handlers when it is unloaded).
+    let rc = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}
+
 extern "C" fn register_atfork_at_load() {
     register_atfork();
 }

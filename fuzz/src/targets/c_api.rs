@@ -2,14 +2,13 @@
 //! decoded from the fuzz bytes, over a table of live objects. Pointer
 //! arguments are NULL, a live object of the right type, a live object of
 //! another type, or a pointer to zeroed memory that is no object at all;
-//! a freed object is freed a second time right away (see [`use_freed`]).
-//! Sizes, counts, flags,
-//! typecodes, backings and timeouts are arbitrary, except that no call may
+//! a freed object is freed a second time right away (refused unread: it
+//! left the library's live set). Sizes, counts, flags, typecodes, backings
+//! and timeouts are arbitrary, except that no call may
 //! wait forever (`MP_WAIT_FOREVER` is never passed to a call that could
 //! block). Every call must return a status (or value), never crash.
 
 use std::ffi::{CStr, c_char, c_int, c_void};
-use std::sync::OnceLock;
 
 use multiproc::ffi::*;
 
@@ -37,15 +36,6 @@ const KINDS: [Kind; 8] = [
     Kind::Segment,
     Kind::Conn,
 ];
-
-/// Whether calls may get a pointer to an object freed just before. Reading
-/// a freed object's tag is what the tagged C objects rely on to report
-/// MP_ERR_INVALID; AddressSanitizer rightly calls that read a
-/// use-after-free, so the sanitizer run sets `MULTIPROC_FUZZ_NO_FREED`.
-pub fn use_freed() -> bool {
-    static FLAG: OnceLock<bool> = OnceLock::new();
-    *FLAG.get_or_init(|| std::env::var_os("MULTIPROC_FUZZ_NO_FREED").is_none())
-}
 
 /// Zeroed memory posing as an object of any type (its tag matches none).
 #[repr(align(16))]
@@ -284,11 +274,9 @@ unsafe fn call(w: &mut World, input: &mut Input, kind: Kind) {
                 let was_live = w.live.iter().position(|(k, q)| *k == kind && *q == p);
                 if let Some(i) = was_live {
                     w.live.swap_remove(i);
-                    if use_freed() {
-                        // A second free of the same pointer right away:
-                        // refused by its tag, not a double free.
-                        free(kind, p);
-                    }
+                    // A second free of the same pointer right away: its
+                    // address left the live set, so it is refused unread.
+                    free(kind, p);
                 }
             }
             // Operations.
