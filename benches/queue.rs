@@ -16,9 +16,9 @@
 //! - `mpmc_2p2c/*`: two producer and two consumer processes over one MPMC
 //!   queue, 64-byte messages; time per message.
 //!
-//! The queues of the one-way runs hold [`RING_BYTES`] (or two messages, if
-//! more): small enough to stay in the cores' L2 caches, as the pipe's
-//! 64 KiB buffer does.
+//! The queues of the one-way runs hold [`RING_BYTES`] (or [`MIN_MESSAGES`]
+//! messages, if more): small messages stay in the cores' L2 caches, as the
+//! pipe's 64 KiB buffer does; large ones have room for a few in flight.
 //!
 //! The measured numbers are in the README ("Numbers").
 //!
@@ -41,14 +41,17 @@ use criterion::{
 };
 use multiproc::queue::{Queue, QueueOptions};
 
-/// Bytes of ring in the one-way queues (at least two messages).
+/// Bytes of ring in the one-way queues, or room for [`MIN_MESSAGES`] if
+/// that is more.
 const RING_BYTES: usize = 256 << 10;
+/// Messages the one-way queues hold at least.
+const MIN_MESSAGES: usize = 8;
 /// Messages per `push_batch` / `pop_batch` in the batched one-way run.
 const BATCH: usize = 32;
 
-/// An SPSC queue of at least [`RING_BYTES`] for `size`-byte messages.
+/// An SPSC queue of [`RING_BYTES`] (or [`MIN_MESSAGES`]) for `size`-byte messages.
 fn spsc(size: usize) -> Queue {
-    let capacity = (RING_BYTES / (size + 8)).max(2);
+    let capacity = (RING_BYTES / (size + 8)).max(MIN_MESSAGES);
     Queue::with_options(QueueOptions {
         spsc: true,
         ..QueueOptions::new(capacity, size)
@@ -237,6 +240,9 @@ fn one_way_throughput(c: &mut Criterion) {
     g.finish();
 }
 
+/// What the MPMC benchmark's children read as "exit now".
+const STOP: u64 = u64::MAX;
+
 /// Two producer and two consumer processes over one MPMC queue of 64-byte
 /// messages; the producers on one CPU each, the consumers too.
 fn mpmc_2p2c(c: &mut Criterion) {
@@ -252,13 +258,16 @@ fn mpmc_2p2c(c: &mut Criterion) {
         let (mut cr, cw) = pipe();
         controls.push(cw);
         let (q, mut done_w) = (q.clone(), done_w.try_clone().expect("dup"));
+        // A daemon: it dies with this process if the benchmark panics.
         let child = multiproc::process::Process::new(move || -> i32 {
             if let Some((a, b)) = cpus {
                 pin_to(if role % 2 == 0 { a } else { b });
             }
             let mut buf = [0u8; 64];
             let mut n = [0u8; 8];
-            while cr.read_exact(&mut n).is_ok() {
+            // Siblings inherit each other's control pipes, so the end of a
+            // pipe never shows: STOP says it.
+            while cr.read_exact(&mut n).is_ok() && u64::from_le_bytes(n) != STOP {
                 for _ in 0..u64::from_le_bytes(n) {
                     if role < 2 {
                         q.put(&buf, true, None).expect("put");
@@ -271,7 +280,8 @@ fn mpmc_2p2c(c: &mut Criterion) {
                 }
             }
             0
-        });
+        })
+        .daemon(true);
         child.start().expect("start");
         children.push(child);
     }
@@ -288,10 +298,16 @@ fn mpmc_2p2c(c: &mut Criterion) {
             start.elapsed().mul_f64(iters as f64 / (2 * half) as f64)
         })
     });
-    // End of the control pipes: every child leaves its loop and exits.
-    drop(controls);
+    for c in &mut controls {
+        c.write_all(&STOP.to_le_bytes()).expect("control");
+    }
     for c in &children {
-        assert_eq!(c.join(Some(Duration::from_secs(60))).expect("join"), 0);
+        if c.join(Some(Duration::from_secs(60))).expect("join") != 0 {
+            for c in &children {
+                let _ = c.kill();
+            }
+            panic!("an MPMC benchmark child failed");
+        }
     }
     g.finish();
 }

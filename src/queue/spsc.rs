@@ -17,6 +17,16 @@
 //! the record at offset 0. A message is at most `capacity / 2 - 8` bytes, so
 //! a record always fits once the ring is empty.
 //!
+//! # Hot path
+//!
+//! A put that finds room (a get that finds a message) does no
+//! read-modify-write and runs no CPU fence: it compares the role word with
+//! the caller's cached tid, copies, stores its counter (Release) and asks
+//! the other side's [`EventCount`] whether anybody sleeps, behind the light
+//! half of an asymmetric fence ([`asymmetric_fence`](crate::sync::asymmetric_fence));
+//! a side about to sleep pays the heavy half (`membarrier`). The other
+//! side's counter is read only when the cached copy says full (empty).
+//!
 //! # Roles
 //!
 //! Exactly one thread may produce and one consume at a time. The header
