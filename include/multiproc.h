@@ -131,8 +131,16 @@ typedef struct mp_cond_t mp_cond_t;
 // `mp_listener_accept` or `mp_client_connect`; released by `mp_conn_free`.
 typedef struct mp_conn_t mp_conn_t;
 
+// A proxy to a shared dict of byte keys and values (opaque). Made by
+// `mp_manager_dict`, released by `mp_dict_free`.
+typedef struct mp_dict_t mp_dict_t;
+
 // An event flag in shared memory.
 typedef struct mp_event_t mp_event_t;
+
+// A proxy to a shared list of byte values (opaque). Made by
+// `mp_manager_list`, released by `mp_list_free`.
+typedef struct mp_list_t mp_list_t;
 
 // A listening socket (opaque). Made by `mp_listener_new`, released by
 // `mp_listener_free`.
@@ -140,6 +148,11 @@ typedef struct mp_listener_t mp_listener_t;
 
 // A robust process-shared lock (Python's `multiprocessing.Lock`).
 typedef struct mp_lock_t mp_lock_t;
+
+// A manager (opaque): a server this process started
+// (`mp_manager_start`) or connected to (`mp_manager_connect`). Released by
+// `mp_manager_free`.
+typedef struct mp_manager_t mp_manager_t;
 
 // A started child process (opaque). Made by `mp_process_start`, released
 // by `mp_process_free`.
@@ -787,6 +800,207 @@ int mp_cond_notify_all(mp_cond_t *c);
 // - `c` is NULL or a pointer returned by `mp_cond_new`/`mp_cond_open`,
 //   not used again afterwards.
 void mp_cond_free(mp_cond_t *c);
+
+// Starts a manager's server in a child process started by `method`
+// (`MP_START_FORK`, `MP_START_SPAWN` or `MP_START_FORKSERVER`; spawn and
+// forkserver need `mp_init` first in `main`) and stores it in `*out`. The
+// server listens on a Unix socket in a private directory with a random
+// key; `mp_manager_shutdown` or `mp_manager_free` stops it.
+//
+// # Safety
+//
+// - `out` is NULL or valid for writing one pointer.
+int mp_manager_start(int method, mp_manager_t **out);
+
+// Connects to the manager server at `address` (`"tcp:HOST:PORT"` or
+// `"unix:PATH"`, as `mp_manager_address` writes it) with the key
+// `authkey[..keylen]`, and stores the connection in `*out`.
+// MP_ERR_AUTH for a wrong key, MP_ERR_OS when nobody listens there.
+//
+// # Safety
+//
+// - `address` is NULL or a NUL-terminated string.
+// - `authkey` is NULL (with `keylen` 0) or valid for reading `keylen` bytes.
+// - `out` is NULL or valid for writing one pointer.
+int mp_manager_connect(const char *address,
+                       const uint8_t *authkey,
+                       size_t keylen,
+                       mp_manager_t **out);
+
+// Writes the server's address as a NUL-terminated string into
+// `buf[..cap]` (MP_ERR_TOO_LARGE when it does not fit).
+//
+// # Safety
+//
+// - `m` is NULL or a live manager from this API.
+// - `buf` is NULL or valid for writing `cap` bytes.
+int mp_manager_address(const mp_manager_t *m, char *buf, size_t cap);
+
+// Copies the key of a manager this process started into `buf[..cap]` and
+// its length into `*len` (MP_ERR_TOO_LARGE, with `*len` set, when it does
+// not fit; 32 bytes always do). MP_ERR_STATE for a connected manager
+// (whose key the caller knows) or one shut down.
+//
+// # Safety
+//
+// - `m` is NULL or a live manager from this API.
+// - `buf` is NULL or valid for writing `cap` bytes; `len` is NULL or valid
+//   for writing one `size_t`.
+int mp_manager_authkey(const mp_manager_t *m, uint8_t *buf, size_t cap, size_t *len);
+
+// Creates an empty shared dict in the manager and stores a proxy to it in
+// `*out`.
+//
+// # Safety
+//
+// - `m` is NULL or a live manager from this API.
+// - `out` is NULL or valid for writing one pointer.
+int mp_manager_dict(const mp_manager_t *m, mp_dict_t **out);
+
+// Creates an empty shared list in the manager and stores a proxy to it in
+// `*out`.
+//
+// # Safety
+//
+// - `m` is NULL or a live manager from this API.
+// - `out` is NULL or valid for writing one pointer.
+int mp_manager_list(const mp_manager_t *m, mp_list_t **out);
+
+// Stores the id of the dict's object in `*id`: another process connected
+// to the same manager reaches it with `mp_manager_attach_dict`.
+//
+// # Safety
+//
+// - `d` is NULL or a live dict from this API; `id` is NULL or valid for
+//   writing one `uint64_t`.
+int mp_dict_id(const mp_dict_t *d, uint64_t *id);
+
+// Stores in `*out` a new proxy to the existing dict `id` (from
+// `mp_dict_id`). MP_ERR_NOT_FOUND when no such object lives, MP_ERR_KIND
+// when it is not a dict.
+//
+// # Safety
+//
+// - `m` is NULL or a live manager from this API.
+// - `out` is NULL or valid for writing one pointer.
+int mp_manager_attach_dict(const mp_manager_t *m, uint64_t id, mp_dict_t **out);
+
+// Stops the server: one this process started is asked to stop, reaped
+// and its directory removed; for a connected manager the server is asked
+// to stop. Later calls on its dicts and lists return MP_ERR_EOF. The
+// manager must still be freed.
+//
+// # Safety
+//
+// - `m` is NULL or a live manager from this API.
+int mp_manager_shutdown(mp_manager_t *m);
+
+// Releases the manager; one this process started and did not shut down
+// is shut down first. NULL is a no-op; a pointer that is not a live
+// manager is refused (see `mp_last_error`) and left alone.
+//
+// # Safety
+//
+// - `m` is NULL or a manager from this API, not used again afterwards.
+void mp_manager_free(mp_manager_t *m);
+
+// `d[key] = value`.
+//
+// # Safety
+//
+// - `d` is NULL or a live dict from this API.
+// - `key` and `value` are NULL (with a length of 0) or valid for reading
+//   `keylen` and `vallen` bytes.
+int mp_dict_set(const mp_dict_t *d,
+                const void *key,
+                size_t keylen,
+                const void *value,
+                size_t vallen);
+
+// Copies `d[key]` into `buf[..cap]` and its length into `*len`.
+// MP_ERR_NOT_FOUND when the key is absent; MP_ERR_TOO_LARGE when the value
+// does not fit (`*len` says its size; `buf` NULL with `cap` 0 asks for it).
+//
+// # Safety
+//
+// - `d` is NULL or a live dict from this API.
+// - `key` is NULL (with `keylen` 0) or valid for reading `keylen` bytes.
+// - `buf` is NULL or valid for writing `cap` bytes; `len` is NULL or valid
+//   for writing one `size_t`.
+int mp_dict_get(const mp_dict_t *d,
+                const void *key,
+                size_t keylen,
+                void *buf,
+                size_t cap,
+                size_t *len);
+
+// `del d[key]`; MP_ERR_NOT_FOUND when the key is absent.
+//
+// # Safety
+//
+// - `d` is NULL or a live dict from this API.
+// - `key` is NULL (with `keylen` 0) or valid for reading `keylen` bytes.
+int mp_dict_del(const mp_dict_t *d, const void *key, size_t keylen);
+
+// Stores `len(d)` in `*out`.
+//
+// # Safety
+//
+// - `d` is NULL or a live dict from this API; `out` is NULL or valid for
+//   writing one `size_t`.
+int mp_dict_len(const mp_dict_t *d, size_t *out);
+
+// Releases this proxy (its reference to the dict). NULL is a no-op; a
+// pointer that is not a live dict is refused and left alone.
+//
+// # Safety
+//
+// - `d` is NULL or a dict from this API, not used again afterwards.
+void mp_dict_free(mp_dict_t *d);
+
+// `l.append(value)`.
+//
+// # Safety
+//
+// - `l` is NULL or a live list from this API.
+// - `value` is NULL (with `len` 0) or valid for reading `len` bytes.
+int mp_list_append(const mp_list_t *l, const void *value, size_t len);
+
+// Copies `l[index]` (negative: from the end) into `buf[..cap]` and its
+// length into `*len`. MP_ERR_VALUE when the index is out of range;
+// MP_ERR_TOO_LARGE as for `mp_dict_get`.
+//
+// # Safety
+//
+// - `l` is NULL or a live list from this API.
+// - `buf` is NULL or valid for writing `cap` bytes; `len` is NULL or valid
+//   for writing one `size_t`.
+int mp_list_get(const mp_list_t *l, int64_t index, void *buf, size_t cap, size_t *len);
+
+// `l[index] = value` (negative: from the end); MP_ERR_VALUE when the
+// index is out of range.
+//
+// # Safety
+//
+// - `l` is NULL or a live list from this API.
+// - `value` is NULL (with `len` 0) or valid for reading `len` bytes.
+int mp_list_set(const mp_list_t *l, int64_t index, const void *value, size_t len);
+
+// Stores `len(l)` in `*out`.
+//
+// # Safety
+//
+// - `l` is NULL or a live list from this API; `out` is NULL or valid for
+//   writing one `size_t`.
+int mp_list_len(const mp_list_t *l, size_t *out);
+
+// Releases this proxy (its reference to the list). NULL is a no-op; a
+// pointer that is not a live list is refused and left alone.
+//
+// # Safety
+//
+// - `l` is NULL or a list from this API, not used again afterwards.
+void mp_list_free(mp_list_t *l);
 
 // Registers `fn` as the entry point `name` (1 to 255 bytes of UTF-8) for
 // `mp_process_start`. Call it before `mp_init`, first thing in `main`.

@@ -89,6 +89,7 @@ macro_rules! c_examples {
 c_examples! {
     conn_client_server,
     deposit_withdraw,
+    manager_dict,
     process_exitcodes,
     queue_mpmc,
     segment_fork,
