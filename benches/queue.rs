@@ -1,337 +1,285 @@
-//! Queue benchmarks, each beside the OS baselines in the same run, between
-//! two processes pinned to different cores:
+//! Queue benchmarks, each beside the OS pipe in the same run, between two
+//! processes pinned to different cores (the shared harness of
+//! `benches/common`: the queue is one more [`Transport`]).
 //!
-//! - `pingpong/*`: round trip of an 8-byte message (there and back) through
-//!   two SPSC queues, busy-polling (`get_nowait` in a loop) and with the
-//!   blocking API; through two pipes; through a Unix socketpair.
-//! - `oneway/<size>/*`: a producer process streams messages of 8 B .. 1 MiB
-//!   to the measuring process: SPSC queue vs pipe (both copy in and out).
+//! - `round_trip_8B/*`: an 8-byte message there and back through two SPSC
+//!   queues (one per direction), busy-polling (`put_nowait`/`get_nowait` in
+//!   a loop) and with the blocking API; through two pipes.
+//! - `round_trip_slow_peer_200us/*`: the same with a peer that works 200 us
+//!   before it answers: the blocking queue sleeps and is woken, as the pipe.
+//! - `one_way/*/<size>`: this process sends messages of 8 B .. 1 MiB as
+//!   fast as it can, the peer receives them: the SPSC queue with the
+//!   per-message API (`put`/`get`), the SPSC queue with batches
+//!   (`push_batch`/`pop_batch` of up to [`BATCH`] messages), the pipe
+//!   (`write_all`/`read_exact` of one message each). Criterion reports
+//!   messages/s and bytes/s.
 //! - `mpmc_2p2c/*`: two producer and two consumer processes over one MPMC
 //!   queue, 64-byte messages; time per message.
 //!
-//! - `pingpong_slow_peer_200us/*`: the same with a peer that works 200 us
-//!   before answering: the blocking queue sleeps, as the pipe does.
+//! The queues of the one-way runs hold [`RING_BYTES`] (or [`MIN_MESSAGES`]
+//! messages, if more): small messages stay in the cores' L2 caches, as the
+//! pipe's 64 KiB buffer does; large ones have room for a few in flight.
 //!
-//! One run on the 2-vCPU build machine (other jobs around; compare within
-//! the run), ratios against the pipe:
+//! The measured numbers are in the README ("Numbers").
 //!
-//! | benchmark                        | queue      | pipe      | ratio  |
-//! |----------------------------------|------------|-----------|--------|
-//! | ping-pong 8 B, busy-poll         | 0.205 us   | 48.0 us   | 234x   |
-//! | ping-pong 8 B, blocking API      | 0.267 us   | 48.0 us   | 180x   |
-//! | ping-pong, peer slow (200 us)    | 230 us     | 255 us    | 1.1x   |
-//! | one-way 8 B (per message)        | 80 ns      | 241 ns    | 3.0x   |
-//! | one-way 64 B                     | 88 ns      | 243 ns    | 2.8x   |
-//! | one-way 4 KiB                    | 24.8 GiB/s | 3.5 GiB/s | 7x     |
-//! | one-way 64 KiB                   | 22.8 GiB/s | 1.5 GiB/s | 15x    |
-//! | one-way 1 MiB                    | 19.0 GiB/s | 1.0 GiB/s | 19x    |
-//! | MPMC 2 producers + 2 consumers   | 8.7 M msg/s | -        |        |
-//!
-//! (socketpair ping-pong: 45.2 us.)
-//!
-//! The two-process machinery (pinning, a child that serves requests until
-//! killed) is written here; it moves to `benches/common` when that lands.
-//!
-//! Run: `cargo bench --bench queue`.
+//! Run: `cargo bench --bench queue` (quick:
+//! `-- --warm-up-time 1 --measurement-time 3`).
 
-use std::fs::File;
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
+mod common;
+
+use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use multiproc::process::Process;
+use common::os::Pipe;
+use common::peer::{Peer, Task, pin_to, pipe, two_cpus};
+use common::transport::{
+    Endpoint, ONE_WAY_SIZES, ROUND_TRIP_SIZE, Transport, one_way, round_trip, round_trip_slow_peer,
+};
+use criterion::measurement::WallTime;
+use criterion::{
+    BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
+};
 use multiproc::queue::{Queue, QueueOptions};
 
-const LONG: Option<Duration> = Some(Duration::from_secs(120));
+/// Bytes of ring in the one-way queues, or room for [`MIN_MESSAGES`] if
+/// that is more.
+const RING_BYTES: usize = 256 << 10;
+/// Messages the one-way queues hold at least.
+const MIN_MESSAGES: usize = 8;
+/// Messages per `push_batch` / `pop_batch` in the batched one-way run.
+const BATCH: usize = 32;
 
-/// Pins the calling process to one CPU (best effort: fewer CPUs, no pin).
-fn pin(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET writes inside it; the
-    // call reads it only.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        let _ = libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
-    }
+/// An SPSC queue of [`RING_BYTES`] (or [`MIN_MESSAGES`]) for `size`-byte messages.
+fn spsc(size: usize) -> Queue {
+    let capacity = (RING_BYTES / (size + 8)).max(MIN_MESSAGES);
+    Queue::with_options(QueueOptions {
+        spsc: true,
+        ..QueueOptions::new(capacity, size)
+    })
+    .expect("make an SPSC queue")
 }
 
-fn pipe() -> (File, File) {
-    let (r, w) = multiproc::sys::pipe().expect("pipe");
-    (File::from(r), File::from(w))
+/// Two SPSC queues, one per direction, used with the per-message API.
+struct SpscQueues {
+    /// Poll `put_nowait`/`get_nowait` in a loop instead of blocking calls.
+    busy: bool,
+    /// The largest message.
+    size: usize,
 }
 
-/// One end of a two-way channel: what the benchmarks are written over.
-trait End: Send + 'static {
-    fn send(&mut self, msg: &[u8]);
-    /// Receives one message of `len` bytes into `buf`.
-    fn recv(&mut self, buf: &mut [u8], len: usize);
-}
-
-impl End for Box<dyn End> {
-    fn send(&mut self, msg: &[u8]) {
-        (**self).send(msg)
-    }
-    fn recv(&mut self, buf: &mut [u8], len: usize) {
-        (**self).recv(buf, len)
-    }
-}
-
-/// Two SPSC queues, one per direction.
+/// One end of [`SpscQueues`].
 struct QueueEnd {
     tx: Queue,
     rx: Queue,
-    spin: bool,
+    busy: bool,
 }
 
-impl End for QueueEnd {
-    fn send(&mut self, msg: &[u8]) {
-        if self.spin {
-            while self.tx.put_nowait(msg).is_err() {
-                std::hint::spin_loop();
-            }
-        } else {
-            self.tx.put(msg, true, LONG).expect("put");
-        }
-    }
-    fn recv(&mut self, buf: &mut [u8], _len: usize) {
-        if self.spin {
-            while self.rx.get_nowait(buf).is_err() {
-                std::hint::spin_loop();
-            }
-        } else {
-            self.rx.get(buf, true, LONG).expect("get");
-        }
-    }
+fn queue_error(e: multiproc::Error) -> io::Error {
+    io::Error::other(e.to_string())
 }
 
-/// Two pipes, one per direction.
-struct PipeEnd {
-    w: File,
-    r: File,
-}
-
-impl End for PipeEnd {
-    fn send(&mut self, msg: &[u8]) {
-        self.w.write_all(msg).expect("pipe write");
-    }
-    fn recv(&mut self, buf: &mut [u8], len: usize) {
-        self.r.read_exact(&mut buf[..len]).expect("pipe read");
-    }
-}
-
-/// A Unix stream socketpair.
-struct SockEnd(UnixStream);
-
-impl End for SockEnd {
-    fn send(&mut self, msg: &[u8]) {
-        self.0.write_all(msg).expect("socket write");
-    }
-    fn recv(&mut self, buf: &mut [u8], len: usize) {
-        self.0.read_exact(&mut buf[..len]).expect("socket read");
-    }
-}
-
-fn spsc(capacity: usize, max: usize) -> Queue {
-    Queue::with_options(QueueOptions {
-        spsc: true,
-        ..QueueOptions::new(capacity, max)
-    })
-    .expect("queue")
-}
-
-/// Channel pairs: (parent end, child end).
-fn queue_pair(spin: bool) -> (QueueEnd, QueueEnd) {
-    let (a, b) = (spsc(64, 8), spsc(64, 8));
-    (
-        QueueEnd {
-            tx: a.clone(),
-            rx: b.clone(),
-            spin,
-        },
-        QueueEnd { tx: b, rx: a, spin },
-    )
-}
-
-fn pipe_pair() -> (PipeEnd, PipeEnd) {
-    let ((r1, w1), (r2, w2)) = (pipe(), pipe());
-    (PipeEnd { w: w1, r: r2 }, PipeEnd { w: w2, r: r1 })
-}
-
-fn sock_pair() -> (SockEnd, SockEnd) {
-    let (a, b) = UnixStream::pair().expect("socketpair");
-    (SockEnd(a), SockEnd(b))
-}
-
-/// A child pinned to CPU 1 that echoes 8-byte messages until killed,
-/// each after working (busy) for `delay`.
-fn echo_child(mut end: impl End, delay: Duration) -> Process {
-    let child = Process::new(move || -> i32 {
-        pin(1);
-        let mut buf = [0u8; 8];
-        loop {
-            end.recv(&mut buf, 8);
-            if !delay.is_zero() {
-                let start = Instant::now();
-                while start.elapsed() < delay {
-                    std::hint::spin_loop();
+impl Endpoint for QueueEnd {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        if self.busy {
+            loop {
+                match self.tx.put_nowait(msg) {
+                    Ok(()) => return Ok(()),
+                    Err(multiproc::Error::Full) => std::hint::spin_loop(),
+                    Err(e) => return Err(queue_error(e)),
                 }
             }
-            end.send(&buf);
         }
-    })
-    .daemon(true);
-    child.start().expect("start echo child");
-    child
-}
-
-fn pingpong(c: &mut Criterion) {
-    pingpong_with(c, "pingpong", Duration::ZERO, true);
-    // The peer works 200 us before it answers: the waiter's spin window
-    // runs out and it sleeps; the wake-up must cost no more than a pipe's.
-    pingpong_with(
-        c,
-        "pingpong_slow_peer_200us",
-        Duration::from_micros(200),
-        false,
-    );
-}
-
-fn pingpong_with(c: &mut Criterion, group: &str, delay: Duration, all: bool) {
-    pin(0);
-    let mut g = c.benchmark_group(group);
-    g.sample_size(20).measurement_time(Duration::from_secs(3));
-    let mut run = |name: &str, (mut mine, theirs): (Box<dyn End>, Box<dyn End>)| {
-        let child = echo_child(theirs, delay);
-        g.bench_function(name, |b| {
-            let mut buf = [0u8; 8];
-            b.iter(|| {
-                mine.send(&[7; 8]);
-                mine.recv(&mut buf, 8);
-            })
-        });
-        child.kill().expect("kill");
-        child.join(LONG).expect("join");
-    };
-    let boxed = |(a, b): (QueueEnd, QueueEnd)| -> (Box<dyn End>, Box<dyn End>) {
-        (Box::new(a), Box::new(b))
-    };
-    if all {
-        run("queue_busy_poll", boxed(queue_pair(true)));
+        self.tx.put(msg, true, None).map_err(queue_error)
     }
-    run("queue_blocking", boxed(queue_pair(false)));
-    let (a, b) = pipe_pair();
-    run("pipe", (Box::new(a), Box::new(b)));
-    if all {
-        let (a, b) = sock_pair();
-        run("socketpair", (Box::new(a), Box::new(b)));
-    }
-    g.finish();
-}
 
-/// A child pinned to CPU 1 that, for every count read from `control`,
-/// sends that many `size`-byte messages through `send`.
-fn producer_child(
-    mut control: File,
-    size: usize,
-    mut send: impl FnMut(&[u8]) + Send + 'static,
-) -> Process {
-    let child = Process::new(move || -> i32 {
-        pin(1);
-        let msg = vec![0x5a; size];
-        let mut n = [0u8; 8];
-        loop {
-            control.read_exact(&mut n).expect("control");
-            for _ in 0..u64::from_le_bytes(n) {
-                send(&msg);
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        let n = if self.busy {
+            loop {
+                match self.rx.get_nowait(buf) {
+                    Ok(n) => break n,
+                    Err(multiproc::Error::Empty) => std::hint::spin_loop(),
+                    Err(e) => return Err(queue_error(e)),
+                }
             }
-        }
-    })
-    .daemon(true);
-    child.start().expect("start producer");
-    child
-}
-
-fn oneway(c: &mut Criterion) {
-    pin(0);
-    let mut g = c.benchmark_group("oneway");
-    g.sample_size(10).measurement_time(Duration::from_secs(3));
-    for size in [8usize, 64, 4 << 10, 64 << 10, 1 << 20] {
-        g.throughput(Throughput::Bytes(size as u64));
-        let mut buf = vec![0u8; size];
-        // The queue: room for 64 messages, at least 8 MiB of ring for large ones.
-        let q = spsc(64.max((8 << 20) / size).min(1 << 16), size);
-        let (cr, mut cw) = pipe();
-        let child = {
-            let q = q.clone();
-            producer_child(cr, size, move |m| q.put(m, true, LONG).expect("put"))
+        } else {
+            self.rx.get(buf, true, None).map_err(queue_error)?
         };
-        g.bench_function(BenchmarkId::new("queue_spsc", size), |b| {
-            b.iter_custom(|iters| {
-                let start = Instant::now();
-                cw.write_all(&iters.to_le_bytes()).expect("control");
-                for _ in 0..iters {
-                    q.get(&mut buf, true, LONG).expect("get");
-                }
-                start.elapsed()
-            })
-        });
-        child.kill().expect("kill");
-        child.join(LONG).expect("join");
+        if n != buf.len() {
+            return Err(io::Error::other(format!(
+                "got a {n}-byte message, expected {}",
+                buf.len()
+            )));
+        }
+        Ok(())
+    }
+}
 
-        let (mut r, w) = pipe();
-        let (cr, mut cw) = pipe();
-        let mut w = Some(w);
-        let child = producer_child(cr, size, move |m| {
-            w.as_mut().expect("pipe").write_all(m).expect("pipe write")
-        });
-        g.bench_function(BenchmarkId::new("pipe", size), |b| {
-            b.iter_custom(|iters| {
-                let start = Instant::now();
-                cw.write_all(&iters.to_le_bytes()).expect("control");
-                for _ in 0..iters {
-                    r.read_exact(&mut buf).expect("pipe read");
+impl Transport for SpscQueues {
+    type End = QueueEnd;
+
+    fn name(&self) -> &'static str {
+        if self.busy {
+            "queue_spsc_busy_poll"
+        } else {
+            "queue_spsc"
+        }
+    }
+
+    fn pair(&self) -> io::Result<(QueueEnd, QueueEnd)> {
+        let (a, b) = (spsc(self.size), spsc(self.size));
+        Ok((
+            QueueEnd {
+                tx: a.clone(),
+                rx: b.clone(),
+                busy: self.busy,
+            },
+            QueueEnd {
+                tx: b,
+                rx: a,
+                busy: self.busy,
+            },
+        ))
+    }
+}
+
+fn round_trips(c: &mut Criterion) {
+    let mut g = c.benchmark_group("round_trip_8B");
+    g.sample_size(20);
+    for busy in [true, false] {
+        let queues = SpscQueues {
+            busy,
+            size: ROUND_TRIP_SIZE,
+        };
+        round_trip(&mut g, &queues);
+    }
+    round_trip(&mut g, &Pipe);
+    g.finish();
+
+    let mut g = c.benchmark_group("round_trip_slow_peer_200us");
+    g.sample_size(20);
+    let work = Duration::from_micros(200);
+    let queues = SpscQueues {
+        busy: false,
+        size: ROUND_TRIP_SIZE,
+    };
+    round_trip_slow_peer(&mut g, &queues, work);
+    round_trip_slow_peer(&mut g, &Pipe, work);
+    g.finish();
+}
+
+/// The peer receives `count` messages of `size` bytes with `pop_batch`.
+const SINK_BATCHED: u64 = 1;
+
+/// One-way throughput through one SPSC queue with batches: this process
+/// sends with `push_batch` (up to [`BATCH`] messages per call), the peer
+/// receives with `pop_batch`; either side waits with the blocking
+/// single-message call when the batch call finds no room (no message).
+fn one_way_batched(g: &mut BenchmarkGroup<'_, WallTime>, size: usize) {
+    let q = spsc(size);
+    let rx_queue = q.clone();
+    let mut peer = Peer::start(move |task: Task| {
+        let mut rx = rx_queue.consumer().map_err(queue_error)?;
+        let mut left = task.count;
+        while left > 0 {
+            let got = rx.pop_batch(left.min(BATCH as u64) as usize, |m| {
+                debug_assert_eq!(m.len(), size);
+            });
+            if got == 0 {
+                let msg = rx.read(None).map_err(queue_error)?;
+                if msg.bytes().len() != size {
+                    return Err(io::Error::other("a message of the wrong size"));
                 }
-                start.elapsed()
-            })
-        });
-        child.kill().expect("kill");
-        child.join(LONG).expect("join");
+                msg.release();
+                left -= 1;
+            } else {
+                left -= got as u64;
+            }
+        }
+        Ok(())
+    });
+    let mut tx = q.producer().expect("the producer role");
+    let msg = vec![0xa5u8; size];
+    let batch: Vec<&[u8]> = vec![&msg; BATCH];
+    g.throughput(Throughput::ElementsAndBytes {
+        elements: 1,
+        bytes: size as u64,
+    });
+    g.bench_function(BenchmarkId::new("queue_spsc_batch", size), |b| {
+        b.iter_custom(|iters| {
+            peer.begin(Task {
+                kind: SINK_BATCHED,
+                count: iters,
+                size: size as u64,
+            });
+            let start = Instant::now();
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(BATCH as u64) as usize;
+                let sent = tx.push_batch(&batch[..n]).expect("push_batch");
+                if sent == 0 {
+                    tx.push(&msg, None).expect("push");
+                    left -= 1;
+                } else {
+                    left -= sent as u64;
+                }
+            }
+            peer.finish();
+            start.elapsed()
+        })
+    });
+}
+
+fn one_way_throughput(c: &mut Criterion) {
+    let mut g = c.benchmark_group("one_way");
+    g.sample_size(10);
+    for size in ONE_WAY_SIZES {
+        one_way(&mut g, &SpscQueues { busy: false, size }, size);
+        one_way_batched(&mut g, size);
+        one_way(&mut g, &Pipe, size);
     }
     g.finish();
 }
 
+/// What the MPMC benchmark's children read as "exit now".
+const STOP: u64 = u64::MAX;
+
+/// Two producer and two consumer processes over one MPMC queue of 64-byte
+/// messages; the producers on one CPU each, the consumers too.
 fn mpmc_2p2c(c: &mut Criterion) {
     let mut g = c.benchmark_group("mpmc_2p2c");
-    g.sample_size(10).measurement_time(Duration::from_secs(3));
+    g.sample_size(10);
     g.throughput(Throughput::Elements(1));
     let q = Queue::new(256, 64).expect("queue");
-    let (done_r, done_w) = pipe();
-    let mut done_r = done_r;
+    let cpus = two_cpus();
+    let (mut done_r, done_w) = pipe();
     let mut controls = Vec::new();
     let mut children = Vec::new();
-    for role in 0..4 {
-        let (cr, cw) = pipe();
+    for role in 0..4usize {
+        let (mut cr, cw) = pipe();
         controls.push(cw);
         let (q, mut done_w) = (q.clone(), done_w.try_clone().expect("dup"));
-        let mut cr = cr;
-        let child = Process::new(move || -> i32 {
-            pin(role % 2);
+        // A daemon: it dies with this process if the benchmark panics.
+        let child = multiproc::process::Process::new(move || -> i32 {
+            if let Some((a, b)) = cpus {
+                pin_to(if role % 2 == 0 { a } else { b });
+            }
             let mut buf = [0u8; 64];
             let mut n = [0u8; 8];
-            loop {
-                cr.read_exact(&mut n).expect("control");
+            // Siblings inherit each other's control pipes, so the end of a
+            // pipe never shows: STOP says it.
+            while cr.read_exact(&mut n).is_ok() && u64::from_le_bytes(n) != STOP {
                 for _ in 0..u64::from_le_bytes(n) {
                     if role < 2 {
-                        q.put(&buf, true, LONG).expect("put");
+                        q.put(&buf, true, None).expect("put");
                     } else {
-                        q.get(&mut buf, true, LONG).expect("get");
+                        q.get(&mut buf, true, None).expect("get");
                     }
                 }
                 if role >= 2 {
                     done_w.write_all(b"d").expect("done");
                 }
             }
+            0
         })
         .daemon(true);
         child.start().expect("start");
@@ -350,16 +298,25 @@ fn mpmc_2p2c(c: &mut Criterion) {
             start.elapsed().mul_f64(iters as f64 / (2 * half) as f64)
         })
     });
+    for c in &mut controls {
+        c.write_all(&STOP.to_le_bytes()).expect("control");
+    }
     for c in &children {
-        c.kill().expect("kill");
-        c.join(LONG).expect("join");
+        if c.join(Some(Duration::from_secs(60))).expect("join") != 0 {
+            for c in &children {
+                let _ = c.kill();
+            }
+            panic!("an MPMC benchmark child failed");
+        }
     }
     g.finish();
 }
 
 criterion_group! {
     name = benches;
-    config = Criterion::default().warm_up_time(Duration::from_millis(500));
-    targets = pingpong, oneway, mpmc_2p2c
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    targets = round_trips, one_way_throughput, mpmc_2p2c
 }
 criterion_main!(benches);

@@ -225,3 +225,60 @@ fn mpmc_two_by_two() {
         }
     });
 }
+
+/// The queues' wake-up protocol on its own: the notifier stores, runs the
+/// light half of the asymmetric fence and notifies only if it sees a
+/// sleeper; the waiter runs the heavy half after registering. No wake-up
+/// is lost.
+#[test]
+fn asymmetric_fence_wakes_a_registered_waiter() {
+    use loom::sync::atomic::{AtomicBool, Ordering};
+    use multiproc::sync::{EventCount, asymmetric_fence};
+    loom::model(|| {
+        let ec = Arc::new(EventCount::new());
+        let flag = Arc::new(AtomicBool::new(false));
+        let notifier = {
+            let (ec, flag) = (ec.clone(), flag.clone());
+            thread::spawn(move || {
+                flag.store(true, Ordering::Relaxed);
+                asymmetric_fence::light();
+                if ec.sleepers() > 0 {
+                    ec.notify_all();
+                }
+            })
+        };
+        let got = ec.wait_until_registered(None, asymmetric_fence::heavy, || {
+            flag.load(Ordering::Relaxed).then_some(())
+        });
+        assert_eq!(got, Some(()));
+        notifier.join().unwrap();
+    });
+}
+
+/// The same protocol without the notifier's half of the fence: its load of
+/// the sleeper count may miss the waiter's registration while the waiter's
+/// check misses its store (store buffering), and loom finds the lost
+/// wake-up. This keeps the model above meaningful.
+#[test]
+#[should_panic(expected = "deadlock")]
+fn asymmetric_fence_without_the_light_half_loses_a_wake_up() {
+    use loom::sync::atomic::{AtomicBool, Ordering};
+    use multiproc::sync::{EventCount, asymmetric_fence};
+    loom::model(|| {
+        let ec = Arc::new(EventCount::new());
+        let flag = Arc::new(AtomicBool::new(false));
+        let notifier = {
+            let (ec, flag) = (ec.clone(), flag.clone());
+            thread::spawn(move || {
+                flag.store(true, Ordering::Relaxed);
+                if ec.sleepers() > 0 {
+                    ec.notify_all();
+                }
+            })
+        };
+        ec.wait_until_registered(None, asymmetric_fence::heavy, || {
+            flag.load(Ordering::Relaxed).then_some(())
+        });
+        notifier.join().unwrap();
+    });
+}

@@ -10,27 +10,67 @@
 //! and plain `assert`s, print what they check, and may import the helpers in
 //! `tests/python/mp_ctypes.py` (other files without the `test_` prefix are
 //! helpers too, not scripts).
+//!
+//! C helper programs (`tests/python/*.c`, such as the queue filler that
+//! `test_queue.py` drains) are compiled warning-free against
+//! `include/multiproc.h` and the cdylib before each script runs, into a
+//! scratch directory the script finds in `$MP_C_HELPERS`.
 #![cfg(not(loom))]
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Library, TempDir, built_library, exclusive, repo_root, run_watched};
+use common::{Library, TempDir, built_library, exclusive, repo_root, run_tool, run_watched};
 
 fn script_path(name: &str) -> PathBuf {
     repo_root().join("tests/python").join(format!("{name}.py"))
+}
+
+/// Compiles every `tests/python/*.c` into `dir` (same name, no suffix),
+/// linked with the cdylib this `cargo test` built (found through its rpath).
+fn build_c_helpers(dir: &Path) {
+    let library = built_library(Library::Shared);
+    let library_dir = library.parent().expect("the library lives in a directory");
+    let sources = std::fs::read_dir(repo_root().join("tests/python"))
+        .expect("tests/python/ exists")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "c"));
+    for source in sources {
+        let stem = source.file_stem().expect("a file name").to_owned();
+        let mut cmd = Command::new(std::env::var_os("CC").unwrap_or_else(|| "gcc".into()));
+        cmd.current_dir(repo_root())
+            .args([
+                "-std=c11",
+                "-O2",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-Iinclude",
+                "-o",
+            ])
+            .arg(dir.join(&stem))
+            .arg(&source)
+            .arg(&library)
+            .arg(format!("-Wl,-rpath,{}", library_dir.display()));
+        run_tool(&mut cmd, &format!("compiling {}", source.display()));
+    }
 }
 
 /// Runs `tests/python/<name>.py` against the cdylib this `cargo test` built.
 fn run_script(name: &str) {
     let _one_at_a_time = exclusive();
     let scratch = TempDir::new("python");
+    let helpers = scratch.path().join("c-helpers");
+    std::fs::create_dir(&helpers).expect("make the C helpers' directory");
+    build_c_helpers(&helpers);
     let mut cmd = Command::new("python3");
     cmd.current_dir(repo_root())
         .arg(script_path(name))
         .arg(built_library(Library::Shared))
+        .env("MP_C_HELPERS", &helpers)
         // No __pycache__ left in the source tree; output as it happens.
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("PYTHONUNBUFFERED", "1");

@@ -3,7 +3,7 @@
 //! an implementation of [`Transport`].
 
 use std::io;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Throughput};
@@ -40,8 +40,9 @@ pub const ROUND_TRIP_SIZE: usize = 8;
 /// The message sizes of the one-way measurement, bytes.
 pub const ONE_WAY_SIZES: [usize; 5] = [8, 64, 4096, 64 << 10, 1 << 20];
 
-/// Forks a peer that serves [`ECHO`] and [`SINK`] on its end of `transport`.
-fn start_peer<T: Transport>(transport: &T, max_size: usize) -> (T::End, Peer) {
+/// Forks a peer that serves [`ECHO`] and [`SINK`] on its end of `transport`;
+/// before each echo it works (spins) for `work`.
+fn start_peer<T: Transport>(transport: &T, max_size: usize, work: Duration) -> (T::End, Peer) {
     let (mine, mut theirs) = transport
         .pair()
         .unwrap_or_else(|e| panic!("{}: make a pair: {e}", transport.name()));
@@ -52,6 +53,12 @@ fn start_peer<T: Transport>(transport: &T, max_size: usize) -> (T::End, Peer) {
         for _ in 0..task.count {
             theirs.recv(msg)?;
             if task.kind == ECHO {
+                if !work.is_zero() {
+                    let start = Instant::now();
+                    while start.elapsed() < work {
+                        std::hint::spin_loop();
+                    }
+                }
                 theirs.send(msg)?;
             }
         }
@@ -63,7 +70,18 @@ fn start_peer<T: Transport>(transport: &T, max_size: usize) -> (T::End, Peer) {
 /// Round trip of an 8-byte message: this process sends, the peer sends it
 /// back. One criterion iteration is one round trip.
 pub fn round_trip<T: Transport>(group: &mut BenchmarkGroup<'_, WallTime>, transport: &T) {
-    let (mut end, mut peer) = start_peer(transport, ROUND_TRIP_SIZE);
+    round_trip_slow_peer(group, transport, Duration::ZERO);
+}
+
+/// As [`round_trip`], with a peer that works for `work` before it answers
+/// each message: the waiting side cannot catch the answer by polling a
+/// little while, it has to sleep and be woken.
+pub fn round_trip_slow_peer<T: Transport>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    transport: &T,
+    work: Duration,
+) {
+    let (mut end, mut peer) = start_peer(transport, ROUND_TRIP_SIZE, work);
     let name = transport.name();
     group.throughput(Throughput::Elements(1));
     group.bench_function(BenchmarkId::from_parameter(name), |b| {
@@ -94,7 +112,7 @@ pub fn round_trip<T: Transport>(group: &mut BenchmarkGroup<'_, WallTime>, transp
 /// as it can, the peer receives; the clock stops when the peer has them
 /// all. One criterion iteration is one message.
 pub fn one_way<T: Transport>(group: &mut BenchmarkGroup<'_, WallTime>, transport: &T, size: usize) {
-    let (mut end, mut peer) = start_peer(transport, size);
+    let (mut end, mut peer) = start_peer(transport, size, Duration::ZERO);
     let name = transport.name();
     let msg = vec![0xa5u8; size];
     group.throughput(Throughput::ElementsAndBytes {

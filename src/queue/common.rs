@@ -5,9 +5,9 @@
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::shim::{self, AtomicU32, AtomicU64, Ordering, fence};
-use crate::sync::EventCount;
+use crate::shim::{self, AtomicU32, AtomicU64, Ordering};
 use crate::sync::owner;
+use crate::sync::{EventCount, asymmetric_fence};
 
 /// The state of `JoinableQueue::join`, inside a queue header.
 #[repr(C)]
@@ -102,6 +102,20 @@ pub(crate) fn my_tid() -> u32 {
     owner::me().tid
 }
 
+/// The calling thread's id, for comparing with a claim it made: the same
+/// value as [`my_tid`], read from one thread-local cache instead of two.
+#[inline]
+pub(crate) fn my_tid_fast() -> u32 {
+    #[cfg(not(loom))]
+    {
+        crate::sys::current_ids().1 as u32
+    }
+    #[cfg(loom)]
+    {
+        my_tid()
+    }
+}
+
 /// Converts a Python-style `(block, timeout)` into a deadline:
 /// `None` waits forever, a deadline in the past tries once.
 pub(crate) fn deadline_of(block: bool, timeout: Option<Duration>) -> Option<Instant> {
@@ -144,14 +158,16 @@ pub(crate) enum Blocked {
 pub(crate) const SPIN_WINDOW: Duration = Duration::from_micros(50);
 
 /// Wakes the sleepers of `ec` after the caller changed the state they wait
-/// for; no atomic write and no syscall when nobody sleeps.
+/// for; no atomic write, no syscall and no CPU fence when nobody sleeps.
 ///
-/// SYNC(sleeper-check): the fence pairs with the fence a waiter runs before
-/// each check in [`wait_loop`]: either the waiter's registration (before its
-/// fence) is seen here, or the waiter's check (after its fence) sees the
-/// caller's change (before this fence).
+/// SYNC(sleeper-check): the light half of an asymmetric fence
+/// ([`asymmetric_fence`]), paired with the heavy half a waiter runs in
+/// [`wait_loop`] after it registered and before its check: either the
+/// waiter's registration is seen here, or the waiter's check sees the
+/// caller's change.
+#[inline]
 pub(crate) fn wake(ec: &EventCount) {
-    fence(Ordering::SeqCst);
+    asymmetric_fence::light();
     if ec.sleepers() > 0 {
         ec.notify_all();
     }
@@ -212,9 +228,9 @@ pub(crate) fn wait_loop<T>(
         } else {
             deadline
         };
-        let got = ec.wait_until(until, || {
-            // SYNC(sleeper-check): pairs with the fence in `wake`.
-            fence(Ordering::SeqCst);
+        // SYNC(sleeper-check): the heavy half, after the registration and
+        // before the check that decides the sleep; pairs with `wake`.
+        let got = ec.wait_until_registered(until, asymmetric_fence::heavy, || {
             match attempt() {
                 Ok(v) => Some(Ok(v)),
                 // A claim appeared while we sleep without polling: come

@@ -188,7 +188,26 @@ impl Queue {
     /// Puts `msg`. With `block` false, or once `timeout` passed, a full
     /// queue gives [`Error::Full`]. [`Error::TooLarge`] for a message over
     /// [`max_msg_size`](Self::max_msg_size); [`Error::Closed`] after close.
+    #[inline]
     pub fn put(&self, msg: &[u8], block: bool, timeout: Option<Duration>) -> Result<()> {
+        if let Layout::Spsc { raw, .. } = &self.layout
+            && raw.put_fast(msg)
+        {
+            return Ok(());
+        }
+        self.put_slow(msg, block, timeout)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn put_slow(&self, msg: &[u8], block: bool, timeout: Option<Duration>) -> Result<()> {
+        if block && timeout.is_some() {
+            // Try once first: a put that finds room never reads the clock.
+            match self.put_until(msg, common::try_once()) {
+                Err(Error::Full) => {}
+                done => return done,
+            }
+        }
         self.put_until(msg, common::deadline_of(block, timeout))
     }
 
@@ -202,6 +221,9 @@ impl Queue {
         match &self.layout {
             Layout::Mpmc { raw, .. } => raw.put(msg, deadline),
             Layout::Spsc { raw, .. } => {
+                if raw.put_fast(msg) {
+                    return Ok(());
+                }
                 raw.take_role(true)?;
                 raw.put(msg, deadline)
             }
@@ -213,7 +235,26 @@ impl Queue {
     /// [`Error::Empty`]; a closed and drained one [`Error::Closed`]. When
     /// `buf` is too short: [`Error::TooLarge`] with the needed length in
     /// `len`, and the message stays queued.
+    #[inline]
     pub fn get(&self, buf: &mut [u8], block: bool, timeout: Option<Duration>) -> Result<usize> {
+        if let Layout::Spsc { raw, .. } = &self.layout
+            && let Some(n) = raw.get_fast(buf)
+        {
+            return Ok(n);
+        }
+        self.get_slow(buf, block, timeout)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn get_slow(&self, buf: &mut [u8], block: bool, timeout: Option<Duration>) -> Result<usize> {
+        if block && timeout.is_some() {
+            // Try once first: a get that finds a message never reads the clock.
+            match self.get_until(buf, common::try_once()) {
+                Err(Error::Empty) => {}
+                done => return done,
+            }
+        }
         self.get_until(buf, common::deadline_of(block, timeout))
     }
 
@@ -227,6 +268,9 @@ impl Queue {
         match &self.layout {
             Layout::Mpmc { raw, .. } => raw.get(buf, deadline),
             Layout::Spsc { raw, .. } => {
+                if let Some(n) = raw.get_fast(buf) {
+                    return Ok(n);
+                }
                 raw.take_role(false)?;
                 raw.get(buf, deadline)
             }

@@ -34,7 +34,8 @@ use crate::shim::{self, AtomicU32, Ordering, Wake};
 const SLEEPER_BITS: u32 = 10;
 const SLEEPERS_MASK: u32 = (1 << SLEEPER_BITS) - 1;
 const EPOCH_ONE: u32 = 1 << SLEEPER_BITS;
-/// How often a waiter that could not register (the count is full) polls.
+/// How often a waiter that could not register (the count is full, or no
+/// barrier could be made after registering) polls.
 const UNREGISTERED_POLL: Duration = Duration::from_millis(1);
 
 /// A futex word that waiters sleep on and notifiers bump. `#[repr(C)]`, four
@@ -96,6 +97,24 @@ impl EventCount {
     pub fn wait_until<T>(
         &self,
         deadline: Option<Instant>,
+        ready: impl FnMut() -> Option<T>,
+    ) -> Option<T> {
+        self.wait_until_registered(deadline, || true, ready)
+    }
+
+    /// As [`wait_until`](Self::wait_until), for a notifier that does not
+    /// call [`notify`](Self::notify) unconditionally but first asks
+    /// [`sleepers`](Self::sleepers) (after its state change and a store-load
+    /// barrier). `registered` runs once, after this waiter counted itself as
+    /// a sleeper and before the check that decides it sleeps: the waiter's
+    /// half of that barrier goes there (see
+    /// [`asymmetric_fence`](super::asymmetric_fence)). When it returns false
+    /// (no barrier could be made), the waiter sleeps in short slices and
+    /// looks again instead of trusting a notify to come.
+    pub fn wait_until_registered<T>(
+        &self,
+        deadline: Option<Instant>,
+        registered: impl FnOnce() -> bool,
         mut ready: impl FnMut() -> Option<T>,
     ) -> Option<T> {
         for _ in 0..shim::SPIN_ROUNDS {
@@ -104,13 +123,19 @@ impl EventCount {
             }
             shim::spin_loop();
         }
-        self.wait_slow(deadline, &mut ready)
+        let mut registered = Some(registered);
+        self.wait_slow(
+            deadline,
+            &mut || registered.take().is_none_or(|f| f()),
+            &mut ready,
+        )
     }
 
     #[cold]
     fn wait_slow<T>(
         &self,
         deadline: Option<Instant>,
+        after_register: &mut dyn FnMut() -> bool,
         ready: &mut dyn FnMut() -> Option<T>,
     ) -> Option<T> {
         for _ in 0..shim::YIELD_ROUNDS {
@@ -123,6 +148,8 @@ impl EventCount {
             shim::yield_now();
         }
         let registered = self.register();
+        // Without a registration or a barrier, a notifier may not see us.
+        let trusted = registered && after_register();
         let result = loop {
             // SYNC(ec-notify): pairs with the Release bump in `notify`; seeing
             // that bump (or a later value) makes the notifier's state visible
@@ -131,7 +158,7 @@ impl EventCount {
             if let Some(v) = ready() {
                 break Some(v);
             }
-            let sleep_until = if registered {
+            let sleep_until = if trusted {
                 deadline
             } else {
                 let poll = Instant::now() + UNREGISTERED_POLL;

@@ -1,6 +1,7 @@
 //! Process-shared synchronization: the wait/wake machinery every blocking
 //! primitive (and the queues) builds on.
 
+pub mod asymmetric_fence;
 mod barrier;
 mod condition;
 mod event;

@@ -4,6 +4,7 @@
 //! first doc line, and returns [`std::io::Result`]. Higher layers never call
 //! `libc` or `rustix` for a syscall themselves; they come here.
 
+mod barrier;
 mod exec;
 mod fd;
 mod futex;
@@ -13,6 +14,7 @@ mod net;
 mod proc;
 mod scm;
 
+pub use barrier::{membarrier_global_expedited, membarrier_register_global_expedited};
 pub use exec::{
     close_range, fcntl_async_signal, fcntl_dupfd_cloexec, fd_is_open, getrusage_cpu,
     poll_readable_many, posix_spawn, waitid_exited_nowait,
