@@ -57,15 +57,13 @@ impl<T> AsyncResult<T> {
     /// not in after `timeout` (`None`: waits as long as it takes). It can
     /// be asked again.
     pub fn get(&self, timeout: Option<Duration>) -> TaskResult<T> {
-        let inner = self.job.wait_until(deadline(timeout), |i| i.is_done())?;
+        let inner = self.job.wait_done(deadline(timeout))?;
         (self.extract)(&inner)
     }
 
     /// Waits until the result is in or `timeout` passed; whether it is in.
     pub fn wait(&self, timeout: Option<Duration>) -> bool {
-        self.job
-            .wait_until(deadline(timeout), |i| i.is_done())
-            .is_ok()
+        self.job.wait_done(deadline(timeout)).is_ok()
     }
 
     /// Whether the result is in.

@@ -5,7 +5,7 @@
 //! per result message, items as ranges in it), and are decoded into typed
 //! values by the caller that asks for them.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
@@ -111,17 +111,31 @@ impl From<TaskError> for Error {
     }
 }
 
-/// One item's outcome.
-#[derive(Debug)]
-pub(crate) enum Outcome {
-    Pending,
-    /// The result bytes: `buffers[buf][start..end]`.
-    Ok {
-        buf: u32,
-        start: u32,
-        end: u32,
-    },
-    Err(TaskError),
+/// One item's outcome, 12 bytes (a map of millions of items allocates and
+/// touches this per item): the result bytes are
+/// `buffers[buf][start..start + len]`; `buf` is [`PENDING`] while the item
+/// is out and [`FAILED`] when its error is in `JobInner::errors`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outcome {
+    buf: u32,
+    start: u32,
+    len: u32,
+}
+
+const PENDING: u32 = u32::MAX;
+const FAILED: u32 = u32::MAX - 1;
+
+impl Outcome {
+    const PENDING: Outcome = Outcome {
+        buf: PENDING,
+        start: 0,
+        len: 0,
+    };
+    const FAILED: Outcome = Outcome {
+        buf: FAILED,
+        start: 0,
+        len: 0,
+    };
 }
 
 /// Runs when the last item is in: the first stage runs under the job's
@@ -132,11 +146,16 @@ pub(crate) type OnDone = Box<dyn FnOnce(&JobInner) -> Box<dyn FnOnce() + Send> +
 /// The outcomes of a job's items.
 pub(crate) struct JobInner {
     outcomes: Vec<Outcome>,
+    /// The errors of the items whose outcome is [`FAILED`].
+    errors: BTreeMap<usize, TaskError>,
     buffers: Vec<Vec<u8>>,
     done: usize,
     /// Item indices in the order they completed (only when tracked).
     completed: Option<VecDeque<usize>>,
-    waiters: usize,
+    /// Callers waiting for the whole job: woken only when it is done.
+    all_waiters: usize,
+    /// Callers waiting for one item or any item: woken at every delivery.
+    item_waiters: usize,
     on_done: Option<OnDone>,
 }
 
@@ -151,15 +170,17 @@ impl JobInner {
 
     /// Item `i`'s bytes, or its error. Pending items are an internal error.
     pub(crate) fn bytes(&self, i: usize) -> std::result::Result<&[u8], TaskError> {
-        match &self.outcomes[i] {
-            Outcome::Ok { buf, start, end } => {
-                Ok(&self.buffers[*buf as usize][*start as usize..*end as usize])
-            }
-            Outcome::Err(e) => Err(e.clone()),
-            Outcome::Pending => Err(TaskError::Pool {
+        let o = self.outcomes[i];
+        match o.buf {
+            PENDING => Err(TaskError::Pool {
                 status: Status::Internal,
                 message: "result read before it arrived (a bug in multiproc)".into(),
             }),
+            FAILED => Err(self.errors[&i].clone()),
+            buf => {
+                let start = o.start as usize;
+                Ok(&self.buffers[buf as usize][start..start + o.len as usize])
+            }
         }
     }
 
@@ -175,10 +196,7 @@ impl JobInner {
 
     /// The first error in item order, if any.
     pub(crate) fn first_error(&self) -> Option<TaskError> {
-        self.outcomes.iter().find_map(|o| match o {
-            Outcome::Err(e) => Some(e.clone()),
-            _ => None,
-        })
+        self.errors.values().next().cloned()
     }
 }
 
@@ -191,15 +209,16 @@ pub(crate) struct Job {
 
 impl Job {
     pub(crate) fn new(len: usize, track_completed: bool, on_done: Option<OnDone>) -> Job {
-        let mut outcomes = Vec::with_capacity(len);
-        outcomes.resize_with(len, || Outcome::Pending);
+        let outcomes = vec![Outcome::PENDING; len];
         Job {
             inner: Mutex::new(JobInner {
                 outcomes,
+                errors: BTreeMap::new(),
                 buffers: Vec::new(),
                 done: 0,
                 completed: track_completed.then(VecDeque::new),
-                waiters: 0,
+                all_waiters: 0,
+                item_waiters: 0,
                 on_done,
             }),
             cond: Condvar::new(),
@@ -226,23 +245,25 @@ impl Job {
         let mut stored = false;
         for i in first..first + count {
             let (status, range) = view.next_item()?;
-            let outcome = match status {
+            let error = match status {
                 ItemStatus::Ok => {
                     stored = true;
-                    Outcome::Ok {
+                    inner.outcomes[i] = Outcome {
                         buf,
                         start: range.start as u32,
-                        end: range.end as u32,
-                    }
+                        len: range.len() as u32,
+                    };
+                    continue;
                 }
-                ItemStatus::Failed => Outcome::Err(TaskError::Failed(
-                    String::from_utf8_lossy(&msg[range]).into(),
-                )),
-                ItemStatus::Panicked => Outcome::Err(TaskError::Panicked(
-                    String::from_utf8_lossy(&msg[range]).into(),
-                )),
+                ItemStatus::Failed => {
+                    TaskError::Failed(String::from_utf8_lossy(&msg[range]).into())
+                }
+                ItemStatus::Panicked => {
+                    TaskError::Panicked(String::from_utf8_lossy(&msg[range]).into())
+                }
             };
-            inner.outcomes[i] = outcome;
+            inner.outcomes[i] = Outcome::FAILED;
+            inner.errors.insert(i, error);
         }
         if stored {
             inner.buffers.push(msg.to_vec());
@@ -256,8 +277,9 @@ impl Job {
         let mut inner = self.lock();
         let mut newly = Vec::new();
         for i in range.clone() {
-            if i < inner.outcomes.len() && matches!(inner.outcomes[i], Outcome::Pending) {
-                inner.outcomes[i] = Outcome::Err(err.clone());
+            if i < inner.outcomes.len() && inner.outcomes[i].buf == PENDING {
+                inner.outcomes[i] = Outcome::FAILED;
+                inner.errors.insert(i, err.clone());
                 newly.push(i);
             }
         }
@@ -278,7 +300,9 @@ impl Job {
         } else {
             None
         };
-        if inner.waiters > 0 {
+        // A waiter for the whole job need not wake before it is done (a
+        // wake-up per item would cost a syscall and a context switch each).
+        if inner.item_waiters > 0 || (inner.all_waiters > 0 && inner.is_done()) {
             self.cond.notify_all();
         }
         drop(inner);
@@ -287,11 +311,28 @@ impl Job {
         }
     }
 
-    /// Waits until `ready(inner)` holds or `deadline` passes; returns the
-    /// guard, or [`TaskError::Timeout`].
+    /// Waits until the whole job is done or `deadline` passes.
+    pub(crate) fn wait_done(
+        &self,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<MutexGuard<'_, JobInner>, TaskError> {
+        self.wait(deadline, true, |inner| inner.is_done())
+    }
+
+    /// Waits until `ready(inner)` holds (checked at every delivery) or
+    /// `deadline` passes; returns the guard, or [`TaskError::Timeout`].
     pub(crate) fn wait_until(
         &self,
         deadline: Option<Instant>,
+        ready: impl FnMut(&mut JobInner) -> bool,
+    ) -> std::result::Result<MutexGuard<'_, JobInner>, TaskError> {
+        self.wait(deadline, false, ready)
+    }
+
+    fn wait(
+        &self,
+        deadline: Option<Instant>,
+        for_all: bool,
         mut ready: impl FnMut(&mut JobInner) -> bool,
     ) -> std::result::Result<MutexGuard<'_, JobInner>, TaskError> {
         let mut inner = self.lock();
@@ -299,7 +340,11 @@ impl Job {
             if ready(&mut inner) {
                 return Ok(inner);
             }
-            inner.waiters += 1;
+            if for_all {
+                inner.all_waiters += 1;
+            } else {
+                inner.item_waiters += 1;
+            }
             let woken = match deadline {
                 None => self
                     .cond
@@ -308,7 +353,7 @@ impl Job {
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
                     if left.is_zero() {
-                        inner.waiters -= 1;
+                        Self::unwait(&mut inner, for_all);
                         return Err(TaskError::Timeout);
                     }
                     self.cond
@@ -318,7 +363,15 @@ impl Job {
                 }
             };
             inner = woken;
-            inner.waiters -= 1;
+            Self::unwait(&mut inner, for_all);
+        }
+    }
+
+    fn unwait(inner: &mut JobInner, for_all: bool) {
+        if for_all {
+            inner.all_waiters -= 1;
+        } else {
+            inner.item_waiters -= 1;
         }
     }
 
@@ -329,6 +382,6 @@ impl Job {
 
     /// Whether item `i` is in.
     pub(crate) fn item_done(inner: &JobInner, i: usize) -> bool {
-        !matches!(inner.outcomes[i], Outcome::Pending)
+        inner.outcomes[i].buf != PENDING
     }
 }

@@ -336,9 +336,7 @@ impl BytesResults {
     /// are all in.
     pub fn wait(&self, timeout: Option<Duration>) -> bool {
         self.job()
-            .wait_until(timeout.map(|t| std::time::Instant::now() + t), |i| {
-                i.is_done()
-            })
+            .wait_done(timeout.map(|t| std::time::Instant::now() + t))
             .is_ok()
     }
 }
