@@ -17,6 +17,8 @@ mod connection;
 mod event;
 #[cfg(not(loom))]
 mod lock;
+#[cfg(not(loom))]
+mod pool;
 pub mod process;
 #[cfg(not(loom))]
 mod queue;
@@ -34,6 +36,8 @@ pub use connection::*;
 pub use event::*;
 #[cfg(not(loom))]
 pub use lock::*;
+#[cfg(not(loom))]
+pub use pool::*;
 #[cfg(not(loom))]
 pub use queue::*;
 pub use segment::*;
