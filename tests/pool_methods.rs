@@ -25,6 +25,8 @@ mod suite {
 
     use multiproc::pool::{self, AsyncResult, Callbacks, Pool, TaskError};
     use multiproc::process::{self, StartMethod, active_children};
+    #[cfg(feature = "serde")]
+    use multiproc::shm::{Backing, SharedMemory};
     use multiproc::{Error, Status, sys};
 
     const DEADLINE: Duration = Duration::from_secs(30);
@@ -54,6 +56,27 @@ mod suite {
         x + 1000
     }
 
+    /// Exits its worker with code 3 on 5.
+    fn exit_on_5(x: u32) -> u32 {
+        if x == 5 {
+            std::process::exit(3);
+        }
+        x
+    }
+
+    /// Stores its worker's pid in word 0 of the shared block named by
+    /// `handle` (waking the parent), then blocks until killed.
+    #[cfg(feature = "serde")]
+    fn announce_and_block(handle: String) -> u32 {
+        let block = SharedMemory::open(&handle.parse().unwrap()).unwrap();
+        let word = &block.as_atomic_u32()[0];
+        word.store(sys::getpid() as u32, Ordering::SeqCst);
+        let _ = sys::futex_wake(word, u32::MAX);
+        loop {
+            std::thread::park();
+        }
+    }
+
     fn worker_pid(_: u32) -> i32 {
         sys::getpid()
     }
@@ -75,6 +98,7 @@ mod suite {
         INIT_VALUE.load(Ordering::SeqCst)
     }
 
+    #[cfg(feature = "serde")]
     fn big_result(n: u32) -> Vec<u8> {
         vec![7; n as usize]
     }
@@ -86,11 +110,13 @@ mod suite {
         Ok(arg.iter().rev().copied().collect())
     }
 
+    #[cfg(feature = "serde")]
     /// Serializes as a u8, but only values up to 10 deserialize.
     #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
     #[serde(try_from = "u8", into = "u8")]
     struct Small(u8);
 
+    #[cfg(feature = "serde")]
     impl TryFrom<u8> for Small {
         type Error = String;
         fn try_from(v: u8) -> Result<Small, String> {
@@ -102,12 +128,14 @@ mod suite {
         }
     }
 
+    #[cfg(feature = "serde")]
     impl From<Small> for u8 {
         fn from(s: Small) -> u8 {
             s.0
         }
     }
 
+    #[cfg(feature = "serde")]
     /// Makes a `Small` that does not decode on the other side.
     fn make_small(v: u8) -> Small {
         Small(v)
@@ -124,11 +152,18 @@ mod suite {
         pool::register_fn("panic_on_odd", panic_on_odd).unwrap();
         pool::register_fn("die_on_13", die_on_13).unwrap();
         pool::register_fn("worker_pid", worker_pid).unwrap();
+        pool::register_fn("exit_on_5", exit_on_5).unwrap();
+        #[cfg(feature = "serde")]
+        pool::register_fn("announce_and_block", announce_and_block).unwrap();
         pool::register_fn("block_forever", block_forever).unwrap();
         pool::register_initializer("set_init_value", set_init_value).unwrap();
         pool::register_fn("read_init_value", read_init_value).unwrap();
-        pool::register_fn("big_result", big_result).unwrap();
-        pool::register_fn("make_small", make_small).unwrap();
+        #[cfg(feature = "serde")]
+        {
+            pool::register_fn("big_result", big_result).unwrap();
+            pool::register_fn("make_small", make_small).unwrap();
+            pool::register_fn("reverse_len", reverse_len).unwrap();
+        }
         pool::register("reverse", reverse).unwrap();
     }
 
@@ -308,6 +343,79 @@ mod suite {
         );
     }
 
+    fn a_worker_that_exits_in_a_task_loses_only_it(method: StartMethod) {
+        let p = pool(method, 2);
+        let mut it = p.imap(exit_on_5, 0..10u32, Some(1)).unwrap();
+        for i in 0..10u32 {
+            let r = it.next_timeout(Some(DEADLINE)).unwrap();
+            if i == 5 {
+                assert!(
+                    matches!(r, Err(TaskError::WorkerLost { exitcode: 3, .. })),
+                    "{r:?}"
+                );
+            } else {
+                assert_eq!(r.unwrap(), i);
+            }
+        }
+    }
+
+    fn a_worker_killed_while_idle_loses_nothing(method: StartMethod) {
+        let p = pool(method, 2);
+        let pids: BTreeSet<i32> = get(p.map_async(worker_pid, 0..10u32, Some(1)).unwrap())
+            .unwrap()
+            .into_iter()
+            .collect();
+        for pid in &pids {
+            sys::kill(*pid, libc::SIGKILL).unwrap();
+        }
+        // Tasks may go to a dead worker's ring before its death is seen:
+        // they never began, so they run on the replacement.
+        let r = get(p.map_async(square, 0..50u64, Some(1)).unwrap()).unwrap();
+        assert_eq!(r, squares(50));
+        let after: BTreeSet<i32> = get(p.map_async(worker_pid, 0..10u32, Some(1)).unwrap())
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert!(after.is_disjoint(&pids), "{pids:?} {after:?}");
+    }
+
+    /// A worker killed from outside while it runs a task: that task is
+    /// lost, the task queued behind it in the same worker runs elsewhere.
+    #[cfg(feature = "serde")]
+    fn a_worker_killed_in_a_task_loses_only_it(method: StartMethod) {
+        // Made before the workers, which inherit its descriptor.
+        let block = SharedMemory::new(64, Backing::Memfd).unwrap();
+        let p = pool(method, 2);
+        let word = &block.as_atomic_u32()[0];
+        let blocked = p
+            .apply_async(announce_and_block, block.handle().to_string())
+            .unwrap();
+        let queued = p.map_async(square, 0..20u64, Some(1)).unwrap();
+        let deadline = Instant::now() + DEADLINE;
+        let pid = loop {
+            let v = word.load(Ordering::SeqCst);
+            if v != 0 {
+                break v as i32;
+            }
+            assert!(
+                Instant::now() < deadline && !blocked.ready(),
+                "the task did not start: {:?}",
+                blocked.get(Some(Duration::ZERO))
+            );
+            let _ = sys::futex_wait(word, 0, Some(Duration::from_millis(100)));
+        };
+        sys::kill(pid, libc::SIGKILL).unwrap();
+        let r = get(blocked);
+        assert!(
+            matches!(r, Err(TaskError::WorkerLost { exitcode: -9, pid: p }) if p == pid),
+            "{r:?}"
+        );
+        assert_eq!(get(queued).unwrap(), squares(20));
+    }
+
+    #[cfg(not(feature = "serde"))]
+    fn a_worker_killed_in_a_task_loses_only_it(_: StartMethod) {}
+
     fn initializer_runs_in_each_worker(method: StartMethod) {
         let p = Pool::builder()
             .processes(2)
@@ -409,6 +517,21 @@ mod suite {
             .unwrap();
         let err = p.map(square, 0..4u64, Some(0)).unwrap_err();
         assert_eq!(err.status(), Status::Invalid, "{err}");
+        #[cfg(feature = "serde")]
+        serde_bad_input(&p);
+        // An unregistered function works with fork only.
+        match method {
+            StartMethod::Fork => assert_eq!(p.apply(unregistered, 4u32).unwrap(), 4),
+            _ => {
+                let err = p.apply(unregistered, 4u32).unwrap_err();
+                assert_eq!(err.status(), Status::NotFound, "{err}");
+            }
+        }
+    }
+
+    /// Results that do not decode, results and arguments too large.
+    #[cfg(feature = "serde")]
+    fn serde_bad_input(p: &Pool) {
         // A result that does not deserialize.
         let r = get(p.map_async(make_small, [3u8, 30], Some(1)).unwrap());
         assert!(
@@ -424,21 +547,17 @@ mod suite {
         assert_eq!(p.apply(big_result, 10u32).unwrap(), vec![7; 10]);
         let err = p.apply(reverse_len, vec![1u8; 5000]).unwrap_err();
         assert_eq!(err.status(), Status::TooLarge, "{err}");
+        // Results that need several messages come back in parts.
+        let r = p.map(big_result, vec![300u32; 10], Some(10)).unwrap();
+        assert_eq!(r, vec![vec![7u8; 300]; 10]);
         // Chunks are cut to fit a message.
         let r = p
             .map(reverse_len, vec![vec![1u8; 300]; 20], Some(20))
             .unwrap();
         assert_eq!(r, [300; 20]);
-        // An unregistered function works with fork only.
-        match method {
-            StartMethod::Fork => assert_eq!(p.apply(unregistered, 4u32).unwrap(), 4),
-            _ => {
-                let err = p.apply(unregistered, 4u32).unwrap_err();
-                assert_eq!(err.status(), Status::NotFound, "{err}");
-            }
-        }
     }
 
+    #[cfg(feature = "serde")]
     fn reverse_len(v: Vec<u8>) -> usize {
         v.len()
     }
@@ -469,6 +588,18 @@ mod suite {
             a_killed_worker_loses_only_its_task,
         ),
         (
+            "a_worker_that_exits_in_a_task_loses_only_it",
+            a_worker_that_exits_in_a_task_loses_only_it,
+        ),
+        (
+            "a_worker_killed_while_idle_loses_nothing",
+            a_worker_killed_while_idle_loses_nothing,
+        ),
+        (
+            "a_worker_killed_in_a_task_loses_only_it",
+            a_worker_killed_in_a_task_loses_only_it,
+        ),
+        (
             "initializer_runs_in_each_worker",
             initializer_runs_in_each_worker,
         ),
@@ -490,7 +621,6 @@ mod suite {
 
     pub fn main() {
         register_all();
-        pool::register_fn("reverse_len", reverse_len).unwrap();
         process::init().unwrap();
 
         let filter: Vec<String> = std::env::args()
