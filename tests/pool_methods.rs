@@ -56,6 +56,15 @@ mod suite {
         x + 1000
     }
 
+    /// On 7: claims a slot of the inbox and dies there, as a worker killed
+    /// while putting its result.
+    fn die_putting_on_7(x: u32) -> u32 {
+        if x == 7 {
+            pool::die_while_putting_a_result();
+        }
+        x
+    }
+
     /// Exits its worker with code 3 on 5.
     fn exit_on_5(x: u32) -> u32 {
         if x == 5 {
@@ -153,6 +162,7 @@ mod suite {
         pool::register_fn("die_on_13", die_on_13).unwrap();
         pool::register_fn("worker_pid", worker_pid).unwrap();
         pool::register_fn("exit_on_5", exit_on_5).unwrap();
+        pool::register_fn("die_putting_on_7", die_putting_on_7).unwrap();
         #[cfg(feature = "serde")]
         pool::register_fn("announce_and_block", announce_and_block).unwrap();
         pool::register_fn("block_forever", block_forever).unwrap();
@@ -357,6 +367,28 @@ mod suite {
                 assert_eq!(r.unwrap(), i);
             }
         }
+    }
+
+    fn a_worker_killed_while_putting_a_result_loses_only_it(method: StartMethod) {
+        let p = pool(method, 2);
+        for _ in 0..2 {
+            let mut it = p.imap(die_putting_on_7, 0..20u32, Some(1)).unwrap();
+            for i in 0..20u32 {
+                let r = it.next_timeout(Some(DEADLINE)).unwrap();
+                if i == 7 {
+                    assert!(
+                        matches!(r, Err(TaskError::WorkerLost { exitcode: -9, .. })),
+                        "{r:?}"
+                    );
+                } else {
+                    assert_eq!(r.unwrap(), i);
+                }
+            }
+        }
+        assert_eq!(
+            get(p.map_async(square, 0..5u64, None).unwrap()).unwrap(),
+            squares(5)
+        );
     }
 
     fn a_worker_killed_while_idle_loses_nothing(method: StartMethod) {
@@ -590,6 +622,10 @@ mod suite {
         (
             "a_worker_that_exits_in_a_task_loses_only_it",
             a_worker_that_exits_in_a_task_loses_only_it,
+        ),
+        (
+            "a_worker_killed_while_putting_a_result_loses_only_it",
+            a_worker_killed_while_putting_a_result_loses_only_it,
         ),
         (
             "a_worker_killed_while_idle_loses_nothing",

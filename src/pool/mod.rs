@@ -95,6 +95,8 @@ pub use registry::{
     BytesFn, CPoolFn, register, register_fn, register_initializer, register_starfn,
 };
 pub use value::TaskValue;
+#[doc(hidden)]
+pub use worker::die_while_putting_a_result;
 
 pub(crate) use registry::{PoolFn, register_pool_fn};
 
@@ -222,14 +224,13 @@ impl PoolBuilder {
             }
         };
         let inbox = Queue::new((8 * processes * self.window).max(64), self.max_message)?;
-        let (shared, wake) = supervisor::shared(inbox)?;
+        let (shared, wake) = supervisor::shared(inbox, Records::new(processes)?)?;
         let mut starter = Starter {
             method,
             window: self.window,
             max_msg: self.max_message,
             max_tasks: self.max_tasks_per_child.unwrap_or(0),
             initializer,
-            records: Records::new(processes)?,
             started: 0,
         };
         let watcher = {

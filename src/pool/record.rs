@@ -1,11 +1,26 @@
 //! The workers' records: one small shared block per pool in which each
 //! worker says which task it started, so that after its death the
-//! supervisor knows whether the tasks it held ever began.
+//! supervisor knows whether the tasks it held ever began; and the doorbells
+//! the pool's waiters sleep on.
+//!
+//! # Doorbells
+//!
+//! A worker waiting for a task, and the supervisor waiting for a message,
+//! poll their queue with single tries and sleep on an [`EventCount`] of
+//! their own between tries: each worker on its record's `doorbell`, rung by
+//! the supervisor after it puts a task into (or closes) that worker's ring;
+//! the supervisor on the header's `inbox_bell`, rung by everyone who puts
+//! into the inbox. The event count polls for about a microsecond before it
+//! sleeps, where the queue's own blocking get polls for 50 us: with more
+//! waiting threads than cores (two workers, the supervisor and the caller
+//! on two cores), a waiter that spins long takes the core from the one it
+//! waits for.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::shm::{Handle, SharedMemory, default_backing};
+use crate::sync::EventCount;
 
 /// One worker's record (one cache line per worker).
 #[repr(C)]
@@ -16,7 +31,11 @@ pub(crate) struct WorkerRecord {
     /// first item; reset to 0 by the supervisor before it starts a worker
     /// in the slot; read by the supervisor once the worker is dead.
     started: AtomicU64,
-    _pad: [u64; 7],
+    /// Rung (notified) by the supervisor after it put a task into this
+    /// worker's ring or closed it; the worker sleeps on it. See the module
+    /// docs.
+    doorbell: EventCount,
+    _pad: [u32; 13],
 }
 
 /// The block's header, followed by `slots` records.
@@ -28,7 +47,10 @@ pub(crate) struct RecordsHeader {
     version: AtomicU32,
     /// How many records follow; written once by the parent.
     slots: AtomicU32,
-    _pad: [u64; 6],
+    /// Rung by every process that put a message into the inbox; the
+    /// supervisor sleeps on it. See the module docs.
+    inbox_bell: EventCount,
+    _pad: [u32; 11],
 }
 
 const RECORDS_MAGIC: u64 = u64::from_le_bytes(*b"MPPOOLRC");
@@ -130,6 +152,16 @@ impl Records {
         // SYNC(task-started): pairs with the Release in `mark_started`.
         self.record(slot)
             .map_or(0, |r| r.started.load(Ordering::Acquire))
+    }
+
+    /// The doorbell of the worker in `slot` (see the module docs).
+    pub(crate) fn doorbell(&self, slot: usize) -> Result<&EventCount> {
+        Ok(&self.record(slot)?.doorbell)
+    }
+
+    /// The supervisor's doorbell (see the module docs).
+    pub(crate) fn inbox_bell(&self) -> &EventCount {
+        &self.header().inbox_bell
     }
 
     /// Supervisor: clears the record before a worker starts in `slot`.

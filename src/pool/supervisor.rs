@@ -17,6 +17,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use super::job::{Job, TaskError};
 use super::record::Records;
@@ -27,6 +28,10 @@ use crate::error::{Error, Result};
 use crate::process::{Process, StartMethod};
 use crate::queue::{Queue, QueueOptions, try_once};
 use crate::sys;
+
+/// How long one blocking get of the supervisor lasts while a death notice
+/// is pending (it steps over a dead worker's claim within milliseconds).
+const DEATH_POLL: Duration = Duration::from_millis(50);
 
 /// One chunk of a job's items, encoded as a task message.
 pub(crate) struct Task {
@@ -63,11 +68,15 @@ struct Watched {
 /// What the pool's handle, the supervisor and the watcher share.
 pub(crate) struct Shared {
     pub(crate) inbox: Queue,
+    /// The workers' records and the doorbells.
+    pub(crate) records: Records,
     pending: Mutex<Pending>,
     /// Set by a submitter that posted a nudge the supervisor has not taken
     /// yet: later submitters need not post another.
     nudged: AtomicBool,
     pub(crate) next_seq: AtomicU64,
+    /// Death notices the watcher posted (counted before each post).
+    deaths_posted: AtomicU64,
     /// New pidfds for the watcher, and its stop flag.
     watch: Mutex<(Vec<Watched>, bool)>,
     wake: File,
@@ -116,7 +125,11 @@ impl Shared {
 
     fn post(&self, msg: &[u8]) -> Result<()> {
         match self.inbox.put_until(msg, None) {
-            Ok(()) | Err(Error::Closed) => Ok(()),
+            Ok(()) => {
+                self.records.inbox_bell().notify_all();
+                Ok(())
+            }
+            Err(Error::Closed) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -148,7 +161,6 @@ pub(crate) struct Starter {
     pub(crate) max_tasks: u64,
     /// The initializer, as a task message of one item.
     pub(crate) initializer: Option<Vec<u8>>,
-    pub(crate) records: Records,
     pub(crate) started: u64,
 }
 
@@ -175,11 +187,11 @@ impl Starter {
             spsc: true,
             joinable: false,
         })?;
-        self.records.reset(slot as usize);
+        shared.records.reset(slot as usize);
         let config = WorkerConfig {
             ring: ring.handle(),
             inbox: shared.inbox.handle(),
-            records: self.records.handle(),
+            records: shared.records.handle(),
             slot,
             max_tasks: self.max_tasks,
             initializer: self.initializer.clone(),
@@ -218,17 +230,19 @@ impl Starter {
 
 /// Makes the shared part: the inbox and the watcher's wake-up pipe; returns
 /// the pipe's read end for the watcher.
-pub(crate) fn shared(inbox: Queue) -> Result<(Arc<Shared>, OwnedFd)> {
+pub(crate) fn shared(inbox: Queue, records: Records) -> Result<(Arc<Shared>, OwnedFd)> {
     let (r, w) = sys::pipe().map_err(|e| Error::os("pipe", e))?;
     sys::set_nonblocking(r.as_fd(), true).map_err(|e| Error::os("fcntl O_NONBLOCK", e))?;
     let shared = Shared {
         inbox,
+        records,
         pending: Mutex::new(Pending {
             tasks: VecDeque::new(),
             state: PoolState::Running,
         }),
         nudged: AtomicBool::new(false),
         next_seq: AtomicU64::new(1),
+        deaths_posted: AtomicU64::new(0),
         watch: Mutex::new((Vec::new(), false)),
         wake: File::from(w),
     };
@@ -270,11 +284,10 @@ pub(crate) fn watch(shared: Arc<Shared>, wake: OwnedFd) {
             !ready[i]
         });
         for (slot, generation) in dead {
-            if shared
-                .inbox
-                .put_until(&task::died(slot, generation), None)
-                .is_err()
-            {
+            // SeqCst: before the post and its notify, so the supervisor
+            // that wakes sees the count (see `Supervisor::next_message`).
+            shared.deaths_posted.fetch_add(1, Ordering::SeqCst);
+            if shared.post(&task::died(slot, generation)).is_err() {
                 return;
             }
         }
@@ -288,6 +301,8 @@ pub(crate) struct Supervisor {
     pub(crate) slots: Vec<Slot>,
     /// The rings were closed: workers exit when they drain them.
     rings_closed: bool,
+    /// Death notices taken from the inbox.
+    deaths_handled: u64,
 }
 
 impl Supervisor {
@@ -297,6 +312,7 @@ impl Supervisor {
             starter,
             slots,
             rings_closed: false,
+            deaths_handled: 0,
         }
     }
 
@@ -304,7 +320,7 @@ impl Supervisor {
     pub(crate) fn run(mut self) {
         let mut buf = vec![0u8; self.shared.inbox.max_msg_size()];
         loop {
-            let n = match self.shared.inbox.get_until(&mut buf, None) {
+            let n = match self.next_message(&mut buf) {
                 Ok(n) => n,
                 Err(e) => {
                     eprintln!("multiproc pool supervisor: inbox: {e}");
@@ -315,7 +331,10 @@ impl Supervisor {
             let msg = &buf[..n];
             let outcome = match msg.first() {
                 Some(&TAG_RESULT) => self.on_result(msg),
-                Some(&TAG_DIED) => task::parse_died(msg).map(|(s, g)| self.on_death(s, g)),
+                Some(&TAG_DIED) => {
+                    self.deaths_handled += 1;
+                    task::parse_died(msg).map(|(s, g)| self.on_death(s, g))
+                }
                 Some(&TAG_NUDGE) => {
                     // SeqCst: see `Shared::submit`.
                     self.shared.nudged.store(false, Ordering::SeqCst);
@@ -336,6 +355,41 @@ impl Supervisor {
             }
         }
         self.shared.stop_watcher();
+    }
+
+    /// Waits for the next inbox message, sleeping on the inbox bell between
+    /// single tries.
+    ///
+    /// A worker killed in the middle of a put leaves its claimed slot in
+    /// the inbox, and every message behind it, its death notice included,
+    /// waits there. Single tries never step over a claim; the queue's
+    /// blocking get does, once it sees the claimant dead. So while a death
+    /// notice was posted and not taken yet, the wait is that blocking get.
+    fn next_message(&self, buf: &mut [u8]) -> Result<usize> {
+        let inbox = &self.shared.inbox;
+        loop {
+            let got = self.shared.records.inbox_bell().wait_until(None, || {
+                match inbox.get_until(buf, try_once()) {
+                    Err(Error::Empty) => {
+                        // SeqCst: pairs with the watcher's count before its
+                        // post and notify.
+                        let posted = self.shared.deaths_posted.load(Ordering::SeqCst);
+                        (posted != self.deaths_handled).then_some(Err(Error::Empty))
+                    }
+                    other => Some(other),
+                }
+            });
+            match got.unwrap_or(Err(Error::Empty)) {
+                Err(Error::Empty) => {
+                    let deadline = Instant::now() + DEATH_POLL;
+                    match inbox.get_until(buf, Some(deadline)) {
+                        Err(Error::Empty) => continue,
+                        other => return other,
+                    }
+                }
+                other => return other,
+            }
+        }
     }
 
     fn on_result(&mut self, msg: &[u8]) -> Result<()> {
@@ -382,7 +436,7 @@ impl Supervisor {
         // The worker runs its ring in order: every task up to the one its
         // record names was taken (and is lost with it); the rest never
         // began and go back to the front of the pending tasks.
-        let started = self.starter.records.started(i);
+        let started = self.shared.records.started(i);
         let taken = slot
             .outstanding
             .iter()
@@ -451,6 +505,9 @@ impl Supervisor {
                 Ok(()) => {
                     slot.sent += 1;
                     slot.outstanding.push_back(task);
+                    if let Ok(bell) = self.shared.records.doorbell(i) {
+                        bell.notify_all();
+                    }
                 }
                 Err(e) => {
                     // The window keeps the ring from filling up; this is a
@@ -476,8 +533,11 @@ impl Supervisor {
         }
         if !self.rings_closed {
             self.rings_closed = true;
-            for s in &self.slots {
+            for (i, s) in self.slots.iter().enumerate() {
                 s.ring.close();
+                if let Ok(bell) = self.shared.records.doorbell(i) {
+                    bell.notify_all();
+                }
             }
         }
         self.slots.iter().all(|s| s.process.is_none())

@@ -13,7 +13,7 @@ use super::record::Records;
 use super::registry::PoolFn;
 use super::task::{self, FnView, ItemStatus, RESULT_HEADER, RESULT_ITEM_HEADER, TaskView};
 use crate::error::{Error, Result};
-use crate::queue::Queue;
+use crate::queue::{Queue, try_once};
 use crate::shm::Handle;
 
 const CONFIG_MAGIC: &[u8; 8] = b"MPPOOLW1";
@@ -101,6 +101,21 @@ impl<'a> ConfigReader<'a> {
     }
 }
 
+/// This worker's inbox, for [`die_while_putting_a_result`].
+static INBOX: std::sync::OnceLock<Queue> = std::sync::OnceLock::new();
+
+/// Test hook, for a pool function: claims a slot of the pool's inbox as a
+/// put of a result would, then kills this worker (SIGKILL), as a worker
+/// killed in the middle of putting its result. Outside a worker: returns.
+#[doc(hidden)]
+pub fn die_while_putting_a_result() {
+    if let Some(inbox) = INBOX.get()
+        && inbox.claim_slot_and_stop()
+    {
+        let _ = crate::sys::kill(crate::sys::getpid(), libc::SIGKILL);
+    }
+}
+
 /// The spawn/forkserver entry (registered as `WORKER_ENTRY`).
 pub(crate) fn entry(arg: &[u8]) -> i32 {
     match WorkerConfig::decode(arg) {
@@ -149,6 +164,7 @@ pub(crate) fn run(config: &WorkerConfig) -> i32 {
             return 2;
         }
     };
+    let _ = INBOX.set(inbox.clone());
     if let Some(init) = &config.initializer
         && let Err(e) = run_initializer(init)
     {
@@ -158,6 +174,7 @@ pub(crate) fn run(config: &WorkerConfig) -> i32 {
     let mut worker = Worker {
         slot: config.slot,
         inbox: &inbox,
+        records: &records,
         max_msg: inbox.max_msg_size(),
         out: Vec::with_capacity(inbox.max_msg_size()),
         cached: None,
@@ -165,7 +182,15 @@ pub(crate) fn run(config: &WorkerConfig) -> i32 {
     let mut buf = vec![0u8; ring.max_msg_size()];
     let mut done = 0u64;
     loop {
-        let n = match ring.get_until(&mut buf, None) {
+        let Ok(doorbell) = records.doorbell(config.slot as usize) else {
+            eprintln!("multiproc pool worker: slot {} out of range", config.slot);
+            return 2;
+        };
+        let got = doorbell.wait_until(None, || match ring.get_until(&mut buf, try_once()) {
+            Err(Error::Empty) => None,
+            other => Some(other),
+        });
+        let n = match got.unwrap_or(Err(Error::Timeout)) {
             Ok(n) => n,
             Err(Error::Closed) => return 0,
             Err(e) => {
@@ -216,6 +241,7 @@ fn resolve(func: FnView<'_>) -> std::result::Result<PoolFn, String> {
 struct Worker<'a> {
     slot: u32,
     inbox: &'a Queue,
+    records: &'a Records,
     max_msg: usize,
     out: Vec<u8>,
     /// The last function resolved, by its reference's bytes.
@@ -311,6 +337,8 @@ impl Worker<'_> {
     }
 
     fn put(&self, msg: &[u8]) -> Result<()> {
-        self.inbox.put_until(msg, None)
+        self.inbox.put_until(msg, None)?;
+        self.records.inbox_bell().notify_all();
+        Ok(())
     }
 }
