@@ -304,7 +304,7 @@ impl Pool {
             initializer: None,
             max_tasks_per_child: None,
             max_message: DEFAULT_MAX_MESSAGE,
-            window: 2,
+            window: 4,
         }
     }
 
