@@ -17,6 +17,10 @@
 #include <stddef.h>
 #include <stdbool.h>
 
+// `chunksize` of `mp_pool_map` for Python's default:
+// `ceil(count / (4 * processes))`.
+#define MP_POOL_CHUNKSIZE_AUTO ~0
+
 // Start method `fork`: the child is a copy of the parent and runs the
 // entry there. Unsafe after the parent started threads (see the docs of
 // the Rust `process` module).
@@ -37,10 +41,6 @@
 // killed (SIGKILL) when its `mp_process_t` is freed while it runs, and
 // when this process ends in any way (killed included).
 #define MP_START_DAEMON 256
-
-// `chunksize` of `mp_pool_map` for Python's default:
-// `ceil(count / (4 * processes))`.
-#define MP_POOL_CHUNKSIZE_AUTO ~0
 
 // `mp_queue_new` flag: count messages for `mp_queue_task_done` / `mp_queue_join`.
 #define MP_QUEUE_JOINABLE 1
@@ -135,8 +135,16 @@ typedef struct mp_cond_t mp_cond_t;
 // `mp_listener_accept` or `mp_client_connect`; released by `mp_conn_free`.
 typedef struct mp_conn_t mp_conn_t;
 
+// A proxy to a shared dict of byte keys and values (opaque). Made by
+// `mp_manager_dict`, released by `mp_dict_free`.
+typedef struct mp_dict_t mp_dict_t;
+
 // An event flag in shared memory.
 typedef struct mp_event_t mp_event_t;
+
+// A proxy to a shared list of byte values (opaque). Made by
+// `mp_manager_list`, released by `mp_list_free`.
+typedef struct mp_list_t mp_list_t;
 
 // A listening socket (opaque). Made by `mp_listener_new`, released by
 // `mp_listener_free`.
@@ -144,6 +152,11 @@ typedef struct mp_listener_t mp_listener_t;
 
 // A robust process-shared lock (Python's `multiprocessing.Lock`).
 typedef struct mp_lock_t mp_lock_t;
+
+// A manager (opaque): a server this process started
+// (`mp_manager_start`) or connected to (`mp_manager_connect`). Released by
+// `mp_manager_free`.
+typedef struct mp_manager_t mp_manager_t;
 
 // The outcomes of a `mp_pool_map` (opaque), one per input. Released by
 // `mp_pool_results_free`.
@@ -171,11 +184,6 @@ typedef struct mp_segment_t mp_segment_t;
 // A counting semaphore, bounded or not, in shared memory.
 typedef struct mp_sem_t mp_sem_t;
 
-// An entry point: runs in the child on the `arg_len` bytes at `arg` given
-// to `mp_process_start`, and returns the child's exit code (the parent
-// sees its low 8 bits).
-typedef int (*mp_entry_fn)(const uint8_t *arg, size_t arg_len);
-
 // A pool function: reads the `in_len` bytes at `in`, writes its result (at
 // most `out_cap` bytes) at `out` and its length in `*out_len`, and returns
 // 0, or any other value to fail the task (reported as MP_ERR_VALUE).
@@ -184,6 +192,11 @@ typedef int (*mp_pool_fn)(const uint8_t *input,
                           uint8_t *out,
                           size_t out_cap,
                           size_t *out_len);
+
+// An entry point: runs in the child on the `arg_len` bytes at `arg` given
+// to `mp_process_start`, and returns the child's exit code (the parent
+// sees its low 8 bits).
+typedef int (*mp_entry_fn)(const uint8_t *arg, size_t arg_len);
 
 #ifdef __cplusplus
 extern "C" {
@@ -809,131 +822,206 @@ int mp_cond_notify_all(mp_cond_t *c);
 //   not used again afterwards.
 void mp_cond_free(mp_cond_t *c);
 
-// Registers `fn` as the entry point `name` (1 to 255 bytes of UTF-8) for
-// `mp_process_start`. Call it before `mp_init`, first thing in `main`.
-// The same function again under the same name is fine; another function
-// under a taken name is MP_ERR_INVALID.
+// Starts a manager's server in a child process started by `method`
+// (`MP_START_FORK`, `MP_START_SPAWN` or `MP_START_FORKSERVER`; spawn and
+// forkserver need `mp_init` first in `main`) and stores it in `*out`. The
+// server listens on a Unix socket in a private directory with a random
+// key; `mp_manager_shutdown` or `mp_manager_free` stops it.
 //
 // # Safety
 //
-// - `name` is NULL or a NUL-terminated string (copied; need not outlive
-//   the call).
-// - `fn` is NULL or a function that follows `mp_entry_fn`'s contract.
-int mp_register(const char *name, mp_entry_fn fn);
+// - `out` is NULL or valid for writing one pointer.
+int mp_manager_start(int method, mp_manager_t **out);
 
-// Call first in `main`, after `mp_register`, with `main`'s arguments.
-// In the main process it checks them, records that it ran (spawn and
-// forkserver require it) and returns MP_OK. In a child started by
-// MP_START_SPAWN it runs the entry point the parent named and exits with
-// its code; in the fork server it serves and exits: it does not return
-// there.
-//
-// MP_ERR_INVALID for a negative `argc` or a NULL among `argv[0..argc]`;
-// MP_ERR_NULL for a NULL `argv` with `argc > 0`.
+// Connects to the manager server at `address` (`"tcp:HOST:PORT"` or
+// `"unix:PATH"`, as `mp_manager_address` writes it) with the key
+// `authkey[..keylen]`, and stores the connection in `*out`.
+// MP_ERR_AUTH for a wrong key, MP_ERR_OS when nobody listens there.
 //
 // # Safety
 //
-// - `argv` is NULL or points to `argc` readable `char *`.
-int mp_init(int argc, char **argv);
+// - `address` is NULL or a NUL-terminated string.
+// - `authkey` is NULL (with `keylen` 0) or valid for reading `keylen` bytes.
+// - `out` is NULL or valid for writing one pointer.
+int mp_manager_connect(const char *address,
+                       const uint8_t *authkey,
+                       size_t keylen,
+                       mp_manager_t **out);
 
-// Starts a child that runs the entry point registered as `entry` on a copy
-// of the `arg_len` bytes at `arg` (`arg` may be NULL when `arg_len` is 0),
-// and stores the new process in `*out`.
-//
-// `method` is MP_START_FORK, MP_START_SPAWN or MP_START_FORKSERVER,
-// optionally `| MP_START_DAEMON` (any other number: MP_ERR_INVALID). MP_ERR_NOT_FOUND for an unregistered
-// `entry`: nothing starts. MP_ERR_STATE for spawn or forkserver when
-// `mp_init` did not run. On error `*out` is left as it was.
+// Writes the server's address as a NUL-terminated string into
+// `buf[..cap]` (MP_ERR_TOO_LARGE when it does not fit).
 //
 // # Safety
 //
-// - `entry` is NULL or a NUL-terminated string.
-// - `arg` is NULL or readable for `arg_len` bytes.
-// - `out` is NULL or writable.
-int mp_process_start(int method,
-                     const char *entry,
-                     const uint8_t *arg,
-                     size_t arg_len,
-                     mp_process_t **out);
+// - `m` is NULL or a live manager from this API.
+// - `buf` is NULL or valid for writing `cap` bytes.
+int mp_manager_address(const mp_manager_t *m, char *buf, size_t cap);
 
-// Waits for the child to end (at most `timeout_ns`; MP_WAIT_FOREVER: no
-// limit; 0: check once) and stores its exit code in `*exitcode` (may be
-// NULL): the code it returned, or minus the signal that killed it.
-// MP_ERR_TIMEOUT if it still runs. Joining again gives the same code.
+// Copies the key of a manager this process started into `buf[..cap]` and
+// its length into `*len` (MP_ERR_TOO_LARGE, with `*len` set, when it does
+// not fit; 32 bytes always do). MP_ERR_STATE for a connected manager
+// (whose key the caller knows) or one shut down.
 //
 // # Safety
 //
-// - `p` is NULL or a process from `mp_process_start` not freed yet.
-// - `exitcode` is NULL or writable.
-int mp_process_join(mp_process_t *p, int64_t timeout_ns, int *exitcode);
+// - `m` is NULL or a live manager from this API.
+// - `buf` is NULL or valid for writing `cap` bytes; `len` is NULL or valid
+//   for writing one `size_t`.
+int mp_manager_authkey(const mp_manager_t *m, uint8_t *buf, size_t cap, size_t *len);
 
-// The child's pid (positive), or a negative MP_ERR_* code.
+// Creates an empty shared dict in the manager and stores a proxy to it in
+// `*out`.
 //
 // # Safety
 //
-// - `p` is NULL or a process from `mp_process_start` not freed yet.
-int mp_process_pid(const mp_process_t *p);
+// - `m` is NULL or a live manager from this API.
+// - `out` is NULL or valid for writing one pointer.
+int mp_manager_dict(const mp_manager_t *m, mp_dict_t **out);
 
-// 1 while the child runs, 0 once it ended (it is reaped then), or a
-// negative MP_ERR_* code.
+// Creates an empty shared list in the manager and stores a proxy to it in
+// `*out`.
 //
 // # Safety
 //
-// - `p` is NULL or a process from `mp_process_start` not freed yet.
-int mp_process_is_alive(mp_process_t *p);
+// - `m` is NULL or a live manager from this API.
+// - `out` is NULL or valid for writing one pointer.
+int mp_manager_list(const mp_manager_t *m, mp_list_t **out);
 
-// Sends SIGTERM to the child (exit code -15 unless it handles it). Once
-// the child was reaped, does nothing and returns MP_OK.
+// Stores the id of the dict's object in `*id`: another process connected
+// to the same manager reaches it with `mp_manager_attach_dict`.
 //
 // # Safety
 //
-// - `p` is NULL or a process from `mp_process_start` not freed yet.
-int mp_process_terminate(mp_process_t *p);
+// - `d` is NULL or a live dict from this API; `id` is NULL or valid for
+//   writing one `uint64_t`.
+int mp_dict_id(const mp_dict_t *d, uint64_t *id);
 
-// Sends SIGKILL to the child (exit code -9). Once the child was reaped,
-// does nothing and returns MP_OK.
+// Stores in `*out` a new proxy to the existing dict `id` (from
+// `mp_dict_id`). MP_ERR_NOT_FOUND when no such object lives, MP_ERR_KIND
+// when it is not a dict.
 //
 // # Safety
 //
-// - `p` is NULL or a process from `mp_process_start` not freed yet.
-int mp_process_kill(mp_process_t *p);
+// - `m` is NULL or a live manager from this API.
+// - `out` is NULL or valid for writing one pointer.
+int mp_manager_attach_dict(const mp_manager_t *m, uint64_t id, mp_dict_t **out);
 
-// Stores the exit code of an ended child in `*code` (reaping it if
-// needed); MP_ERR_STATE while it runs.
+// Stops the server: one this process started is asked to stop, reaped
+// and its directory removed; for a connected manager the server is asked
+// to stop. Later calls on its dicts and lists return MP_ERR_EOF. The
+// manager must still be freed.
 //
 // # Safety
 //
-// - `p` is NULL or a process from `mp_process_start` not freed yet.
-// - `code` is NULL or writable.
-int mp_process_exitcode(mp_process_t *p, int *code);
+// - `m` is NULL or a live manager from this API.
+int mp_manager_shutdown(mp_manager_t *m);
 
-// Stores in `*fd` the child's pidfd (Python's `sentinel`), which becomes
-// readable when the child ends: poll it with other descriptors. It belongs
-// to `p` (do not close it) and stays valid until `mp_process_free`.
+// Releases the manager; one this process started and did not shut down
+// is shut down first. NULL is a no-op; a pointer that is not a live
+// manager is refused (see `mp_last_error`) and left alone.
 //
 // # Safety
 //
-// - `p` is NULL or a process from `mp_process_start` not freed yet.
-// - `fd` is NULL or writable.
-int mp_process_sentinel(mp_process_t *p, int *fd);
+// - `m` is NULL or a manager from this API, not used again afterwards.
+void mp_manager_free(mp_manager_t *m);
 
-// Releases `p` (NULL: nothing). An ended child is reaped; a child still
-// running keeps running and is reaped by a later `mp_process_start` or
-// `mp_process_join` after it ends (kill and join it first to wait for it).
-// A pointer that is not a live process is refused (see `mp_last_error`).
+// `d[key] = value`.
 //
 // # Safety
 //
-// - `p` is NULL or a process from `mp_process_start`; not used afterwards.
-void mp_process_free(mp_process_t *p);
+// - `d` is NULL or a live dict from this API.
+// - `key` and `value` are NULL (with a length of 0) or valid for reading
+//   `keylen` and `vallen` bytes.
+int mp_dict_set(const mp_dict_t *d,
+                const void *key,
+                size_t keylen,
+                const void *value,
+                size_t vallen);
 
-// The pid of the process that started this one (Python's
-// `parent_process().pid`), or 0 in a process multiproc did not start.
-int mp_parent_pid(void);
+// Copies `d[key]` into `buf[..cap]` and its length into `*len`.
+// MP_ERR_NOT_FOUND when the key is absent; MP_ERR_TOO_LARGE when the value
+// does not fit (`*len` says its size; `buf` NULL with `cap` 0 asks for it).
+//
+// # Safety
+//
+// - `d` is NULL or a live dict from this API.
+// - `key` is NULL (with `keylen` 0) or valid for reading `keylen` bytes.
+// - `buf` is NULL or valid for writing `cap` bytes; `len` is NULL or valid
+//   for writing one `size_t`.
+int mp_dict_get(const mp_dict_t *d,
+                const void *key,
+                size_t keylen,
+                void *buf,
+                size_t cap,
+                size_t *len);
 
-// How many CPUs this process may run on (affinity and cgroup quota
-// respected, unlike Python's `os.cpu_count()`), or a negative MP_ERR_* code.
-int mp_cpu_count(void);
+// `del d[key]`; MP_ERR_NOT_FOUND when the key is absent.
+//
+// # Safety
+//
+// - `d` is NULL or a live dict from this API.
+// - `key` is NULL (with `keylen` 0) or valid for reading `keylen` bytes.
+int mp_dict_del(const mp_dict_t *d, const void *key, size_t keylen);
+
+// Stores `len(d)` in `*out`.
+//
+// # Safety
+//
+// - `d` is NULL or a live dict from this API; `out` is NULL or valid for
+//   writing one `size_t`.
+int mp_dict_len(const mp_dict_t *d, size_t *out);
+
+// Releases this proxy (its reference to the dict). NULL is a no-op; a
+// pointer that is not a live dict is refused and left alone.
+//
+// # Safety
+//
+// - `d` is NULL or a dict from this API, not used again afterwards.
+void mp_dict_free(mp_dict_t *d);
+
+// `l.append(value)`.
+//
+// # Safety
+//
+// - `l` is NULL or a live list from this API.
+// - `value` is NULL (with `len` 0) or valid for reading `len` bytes.
+int mp_list_append(const mp_list_t *l, const void *value, size_t len);
+
+// Copies `l[index]` (negative: from the end) into `buf[..cap]` and its
+// length into `*len`. MP_ERR_VALUE when the index is out of range;
+// MP_ERR_TOO_LARGE as for `mp_dict_get`.
+//
+// # Safety
+//
+// - `l` is NULL or a live list from this API.
+// - `buf` is NULL or valid for writing `cap` bytes; `len` is NULL or valid
+//   for writing one `size_t`.
+int mp_list_get(const mp_list_t *l, int64_t index, void *buf, size_t cap, size_t *len);
+
+// `l[index] = value` (negative: from the end); MP_ERR_VALUE when the
+// index is out of range.
+//
+// # Safety
+//
+// - `l` is NULL or a live list from this API.
+// - `value` is NULL (with `len` 0) or valid for reading `len` bytes.
+int mp_list_set(const mp_list_t *l, int64_t index, const void *value, size_t len);
+
+// Stores `len(l)` in `*out`.
+//
+// # Safety
+//
+// - `l` is NULL or a live list from this API; `out` is NULL or valid for
+//   writing one `size_t`.
+int mp_list_len(const mp_list_t *l, size_t *out);
+
+// Releases this proxy (its reference to the list). NULL is a no-op; a
+// pointer that is not a live list is refused and left alone.
+//
+// # Safety
+//
+// - `l` is NULL or a list from this API, not used again afterwards.
+void mp_list_free(mp_list_t *l);
 
 // Registers `fn` as the pool function `name` (1 to 255 bytes of UTF-8)
 // for `mp_pool_map` and `mp_pool_apply`. Call it before `mp_init`, first
@@ -1066,6 +1154,132 @@ int mp_pool_join(mp_pool_t *pool);
 //
 // - `pool` is NULL or live; not used afterwards.
 void mp_pool_free(mp_pool_t *pool);
+
+// Registers `fn` as the entry point `name` (1 to 255 bytes of UTF-8) for
+// `mp_process_start`. Call it before `mp_init`, first thing in `main`.
+// The same function again under the same name is fine; another function
+// under a taken name is MP_ERR_INVALID.
+//
+// # Safety
+//
+// - `name` is NULL or a NUL-terminated string (copied; need not outlive
+//   the call).
+// - `fn` is NULL or a function that follows `mp_entry_fn`'s contract.
+int mp_register(const char *name, mp_entry_fn fn);
+
+// Call first in `main`, after `mp_register`, with `main`'s arguments.
+// In the main process it checks them, records that it ran (spawn and
+// forkserver require it) and returns MP_OK. In a child started by
+// MP_START_SPAWN it runs the entry point the parent named and exits with
+// its code; in the fork server it serves and exits: it does not return
+// there.
+//
+// MP_ERR_INVALID for a negative `argc` or a NULL among `argv[0..argc]`;
+// MP_ERR_NULL for a NULL `argv` with `argc > 0`.
+//
+// # Safety
+//
+// - `argv` is NULL or points to `argc` readable `char *`.
+int mp_init(int argc, char **argv);
+
+// Starts a child that runs the entry point registered as `entry` on a copy
+// of the `arg_len` bytes at `arg` (`arg` may be NULL when `arg_len` is 0),
+// and stores the new process in `*out`.
+//
+// `method` is MP_START_FORK, MP_START_SPAWN or MP_START_FORKSERVER,
+// optionally `| MP_START_DAEMON` (any other number: MP_ERR_INVALID). MP_ERR_NOT_FOUND for an unregistered
+// `entry`: nothing starts. MP_ERR_STATE for spawn or forkserver when
+// `mp_init` did not run. On error `*out` is left as it was.
+//
+// # Safety
+//
+// - `entry` is NULL or a NUL-terminated string.
+// - `arg` is NULL or readable for `arg_len` bytes.
+// - `out` is NULL or writable.
+int mp_process_start(int method,
+                     const char *entry,
+                     const uint8_t *arg,
+                     size_t arg_len,
+                     mp_process_t **out);
+
+// Waits for the child to end (at most `timeout_ns`; MP_WAIT_FOREVER: no
+// limit; 0: check once) and stores its exit code in `*exitcode` (may be
+// NULL): the code it returned, or minus the signal that killed it.
+// MP_ERR_TIMEOUT if it still runs. Joining again gives the same code.
+//
+// # Safety
+//
+// - `p` is NULL or a process from `mp_process_start` not freed yet.
+// - `exitcode` is NULL or writable.
+int mp_process_join(mp_process_t *p, int64_t timeout_ns, int *exitcode);
+
+// The child's pid (positive), or a negative MP_ERR_* code.
+//
+// # Safety
+//
+// - `p` is NULL or a process from `mp_process_start` not freed yet.
+int mp_process_pid(const mp_process_t *p);
+
+// 1 while the child runs, 0 once it ended (it is reaped then), or a
+// negative MP_ERR_* code.
+//
+// # Safety
+//
+// - `p` is NULL or a process from `mp_process_start` not freed yet.
+int mp_process_is_alive(mp_process_t *p);
+
+// Sends SIGTERM to the child (exit code -15 unless it handles it). Once
+// the child was reaped, does nothing and returns MP_OK.
+//
+// # Safety
+//
+// - `p` is NULL or a process from `mp_process_start` not freed yet.
+int mp_process_terminate(mp_process_t *p);
+
+// Sends SIGKILL to the child (exit code -9). Once the child was reaped,
+// does nothing and returns MP_OK.
+//
+// # Safety
+//
+// - `p` is NULL or a process from `mp_process_start` not freed yet.
+int mp_process_kill(mp_process_t *p);
+
+// Stores the exit code of an ended child in `*code` (reaping it if
+// needed); MP_ERR_STATE while it runs.
+//
+// # Safety
+//
+// - `p` is NULL or a process from `mp_process_start` not freed yet.
+// - `code` is NULL or writable.
+int mp_process_exitcode(mp_process_t *p, int *code);
+
+// Stores in `*fd` the child's pidfd (Python's `sentinel`), which becomes
+// readable when the child ends: poll it with other descriptors. It belongs
+// to `p` (do not close it) and stays valid until `mp_process_free`.
+//
+// # Safety
+//
+// - `p` is NULL or a process from `mp_process_start` not freed yet.
+// - `fd` is NULL or writable.
+int mp_process_sentinel(mp_process_t *p, int *fd);
+
+// Releases `p` (NULL: nothing). An ended child is reaped; a child still
+// running keeps running and is reaped by a later `mp_process_start` or
+// `mp_process_join` after it ends (kill and join it first to wait for it).
+// A pointer that is not a live process is refused (see `mp_last_error`).
+//
+// # Safety
+//
+// - `p` is NULL or a process from `mp_process_start`; not used afterwards.
+void mp_process_free(mp_process_t *p);
+
+// The pid of the process that started this one (Python's
+// `parent_process().pid`), or 0 in a process multiproc did not start.
+int mp_parent_pid(void);
+
+// How many CPUs this process may run on (affinity and cgroup quota
+// respected, unlike Python's `os.cpu_count()`), or a negative MP_ERR_* code.
+int mp_cpu_count(void);
 
 // Creates a queue of `capacity` messages of up to `max_msg_size` bytes
 // and stores it in `*out`. `flags`: 0, or `MP_QUEUE_JOINABLE` and/or

@@ -9,6 +9,8 @@ pub mod array;
 pub mod connection;
 pub mod ffi;
 #[cfg(not(loom))]
+pub mod manager;
+#[cfg(not(loom))]
 pub mod pool;
 pub mod process;
 pub mod queue;

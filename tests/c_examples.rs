@@ -90,6 +90,7 @@ c_examples! {
     conn_client_server,
     pool_squares,
     deposit_withdraw,
+    manager_dict,
     process_exitcodes,
     queue_mpmc,
     segment_fork,

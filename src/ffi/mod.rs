@@ -18,6 +18,8 @@ mod event;
 #[cfg(not(loom))]
 mod lock;
 #[cfg(not(loom))]
+mod manager;
+#[cfg(not(loom))]
 mod pool;
 pub mod process;
 #[cfg(not(loom))]
@@ -36,6 +38,8 @@ pub use connection::*;
 pub use event::*;
 #[cfg(not(loom))]
 pub use lock::*;
+#[cfg(not(loom))]
+pub use manager::*;
 #[cfg(not(loom))]
 pub use pool::*;
 #[cfg(not(loom))]
