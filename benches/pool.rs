@@ -3,7 +3,7 @@
 //!
 //! - `map_chunksize_1`: `Pool(2).map(identity, 0..20_000, chunksize 1)`,
 //!   time per task (one task message and one result message per item);
-//!   with the default window of 2 tasks per worker, and with 1.
+//!   with windows of 1, 2, 4 (the default) and 8 tasks per worker.
 //! - `map_auto_chunks`: `Pool(2).map(identity, 0..200_000)` with the
 //!   default chunk size (`ceil(len / 8)`), time per item.
 //! - `cpu_bound`: 16 tasks of ~2 ms of arithmetic each, sequential in this
@@ -61,7 +61,7 @@ fn map_chunksize_1(c: &mut Criterion) {
     let mut g = c.benchmark_group("pool/map_chunksize_1");
     g.sample_size(10).measurement_time(Duration::from_secs(5));
     g.throughput(Throughput::Elements(N));
-    for window in [2, 4, 1, 8] {
+    for window in [1, 2, 4, 8] {
         let pool = pool(window);
         g.bench_function(BenchmarkId::new("window", window), |b| {
             b.iter_custom(|iters| per_item(&pool, N, Some(1), iters))
@@ -75,7 +75,7 @@ fn map_auto_chunks(c: &mut Criterion) {
     let mut g = c.benchmark_group("pool/map_auto_chunks");
     g.sample_size(10).measurement_time(Duration::from_secs(5));
     g.throughput(Throughput::Elements(N));
-    let pool = pool(2);
+    let pool = pool(4);
     g.bench_function("default_chunksize", |b| {
         b.iter_custom(|iters| per_item(&pool, N, None, iters))
     });
@@ -89,7 +89,7 @@ fn cpu_bound(c: &mut Criterion) {
     g.bench_function("sequential", |b| {
         b.iter(|| (0..TASKS).map(|s| spin_2ms(black_box(s))).sum::<u64>())
     });
-    let pool = pool(2);
+    let pool = pool(4);
     g.bench_function("pool_2", |b| {
         b.iter(|| {
             pool.map(spin_2ms, 0..TASKS, Some(1))

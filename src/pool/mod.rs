@@ -41,7 +41,7 @@
 //! `ceil(len / (4 * processes))` for `map`, 1 for `imap`), each encoded as
 //! one task message. The supervisor thread of the parent sends tasks into
 //! each worker's own SPSC ring in shared memory, at most `window` tasks
-//! (default 2) ahead of that worker's results, so it knows at every instant
+//! (default 4) ahead of that worker's results, so it knows at every instant
 //! which tasks each worker holds. Workers put results into one MPMC inbox,
 //! which only the supervisor reads.
 //!
@@ -166,7 +166,10 @@ impl PoolBuilder {
     }
 
     /// How many tasks the supervisor sends a worker ahead of its results
-    /// (default 2; more hides latency, fewer balances uneven tasks better).
+    /// (default 4). More hides the supervisor's latency for short tasks;
+    /// fewer balances uneven tasks better: a task waits in its worker's
+    /// ring behind the ones sent before it, even while another worker is
+    /// idle (1: a worker holds only the task it runs).
     pub fn window(mut self, tasks: usize) -> Self {
         self.window = tasks;
         self
