@@ -103,6 +103,10 @@ mod suite {
         INIT_VALUE.store(v, Ordering::SeqCst);
     }
 
+    fn failing_init(_: u64) {
+        panic!("this initializer always fails");
+    }
+
     fn read_init_value(_: u32) -> u64 {
         INIT_VALUE.load(Ordering::SeqCst)
     }
@@ -168,6 +172,7 @@ mod suite {
         pool::register_fn("block_forever", block_forever).unwrap();
         pool::register_initializer("set_init_value", set_init_value).unwrap();
         pool::register_fn("read_init_value", read_init_value).unwrap();
+        pool::register_initializer("failing_init", failing_init).unwrap();
         #[cfg(feature = "serde")]
         {
             pool::register_fn("big_result", big_result).unwrap();
@@ -459,6 +464,23 @@ mod suite {
         assert_eq!(r, [77; 10]);
     }
 
+    fn a_failing_initializer_stops_the_pool(method: StartMethod) {
+        let p = Pool::builder()
+            .processes(2)
+            .start_method(method)
+            .initializer(failing_init, 1u64)
+            .build()
+            .unwrap();
+        let err = get(p.map_async(square, 0..10u64, Some(1)).unwrap()).unwrap_err();
+        assert!(
+            matches!(&err, TaskError::Failed(m) if m.contains("initializer failed")),
+            "{err}"
+        );
+        let err = p.apply(square, 1u64).unwrap_err();
+        assert_eq!(err.status(), Status::Closed, "{err}");
+        p.join().unwrap();
+    }
+
     fn max_tasks_per_child_replaces_workers(method: StartMethod) {
         let p = Pool::builder()
             .processes(2)
@@ -638,6 +660,10 @@ mod suite {
         (
             "initializer_runs_in_each_worker",
             initializer_runs_in_each_worker,
+        ),
+        (
+            "a_failing_initializer_stops_the_pool",
+            a_failing_initializer_stops_the_pool,
         ),
         (
             "max_tasks_per_child_replaces_workers",

@@ -118,7 +118,7 @@ pub const DEFAULT_MAX_MESSAGE: usize = 64 * 1024;
 pub struct PoolBuilder {
     processes: Option<usize>,
     method: Option<StartMethod>,
-    initializer: Option<(PoolFn, Vec<u8>)>,
+    initializer: Option<(PoolFn, std::result::Result<Vec<u8>, String>)>,
     max_tasks_per_child: Option<u64>,
     max_message: usize,
     window: usize,
@@ -141,12 +141,14 @@ impl PoolBuilder {
     /// Runs `f(arg)` in each worker when it starts, as Python's
     /// `initializer` and `initargs`. For spawn and forkserver, register it
     /// with [`register_initializer`]. A worker whose initializer panics
-    /// exits (code 1) and is replaced.
+    /// exits (code 70) and is replaced; after 3 such workers in a row
+    /// (no task completing in between) the pool gives up: its unfinished
+    /// tasks fail with [`TaskError::Failed`] and it is terminated.
     pub fn initializer<A: TaskValue>(mut self, f: fn(A), arg: A) -> Self {
         let mut bytes = Vec::new();
-        // An argument that cannot be encoded shows up at `build`.
+        // An argument that cannot be encoded is reported by `build`.
         let encoded = arg.encode(&mut bytes).map(|()| bytes);
-        self.initializer = Some((registry::typed_init(f), encoded.unwrap_or_default()));
+        self.initializer = Some((registry::typed_init(f), encoded.map_err(|e| e.to_string())));
         self
     }
 
@@ -216,6 +218,7 @@ impl PoolBuilder {
         let initializer = match self.initializer {
             None => None,
             Some((func, arg)) => {
+                let arg = arg.map_err(|e| Error::Value(format!("initializer argument: {e}")))?;
                 let fref = registry::FnRef::for_fn(func, method)?;
                 let mut msg = Vec::new();
                 let count_at = task::begin_task(0, &fref, &mut msg);

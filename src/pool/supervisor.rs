@@ -33,6 +33,10 @@ use crate::sys;
 /// is pending (it steps over a dead worker's claim within milliseconds).
 const DEATH_POLL: Duration = Duration::from_millis(50);
 
+/// After this many workers in a row fail their initializer (no task
+/// completing in between), the pool gives up instead of starting more.
+const MAX_INIT_FAILURES: u32 = 3;
+
 /// One chunk of a job's items, encoded as a task message.
 pub(crate) struct Task {
     pub(crate) job: Arc<Job>,
@@ -303,6 +307,10 @@ pub(crate) struct Supervisor {
     rings_closed: bool,
     /// Death notices taken from the inbox.
     deaths_handled: u64,
+    /// Workers whose initializer failed since a task last completed.
+    init_failures: u32,
+    /// Set when the pool gave up (initializers failing): the thread ends.
+    broken: bool,
 }
 
 impl Supervisor {
@@ -313,6 +321,8 @@ impl Supervisor {
             slots,
             rings_closed: false,
             deaths_handled: 0,
+            init_failures: 0,
+            broken: false,
         }
     }
 
@@ -348,6 +358,9 @@ impl Supervisor {
             };
             if let Err(e) = outcome {
                 eprintln!("multiproc pool supervisor: {e}");
+            }
+            if self.broken {
+                break;
             }
             self.dispatch();
             if self.wind_down() {
@@ -412,6 +425,7 @@ impl Supervisor {
         let (count, last) = (view.count as usize, view.last);
         task.job.deliver(task.base, view, msg)?;
         slot.front_delivered += count;
+        self.init_failures = 0;
         if last {
             slot.outstanding.pop_front();
             slot.front_delivered = 0;
@@ -466,6 +480,16 @@ impl Supervisor {
         };
         if state == PoolState::Terminated || self.rings_closed {
             return;
+        }
+        if exitcode == worker::EXIT_INIT_FAILED {
+            self.init_failures += 1;
+            if self.init_failures >= MAX_INIT_FAILURES {
+                self.give_up(&TaskError::Failed(format!(
+                    "the pool's initializer failed in {MAX_INIT_FAILURES} workers in a row \
+                     (the last: pid {pid}, exit code {exitcode}); the pool was terminated"
+                )));
+                return;
+            }
         }
         match self.starter.start(&self.shared, slot_index, generation + 1) {
             Ok(new) => self.slots[i] = new,
@@ -557,6 +581,21 @@ impl Supervisor {
             }
         }
         self.fail_pending(&TaskError::Terminated);
+    }
+
+    /// Every worker's initializer keeps failing: fails every unfinished
+    /// task with `err`, kills the workers, refuses new work (as after
+    /// terminate), and ends the supervisor.
+    fn give_up(&mut self, err: &TaskError) {
+        self.shared.pending().state = PoolState::Terminated;
+        for slot in &mut self.slots {
+            for task in slot.outstanding.drain(..) {
+                task.job.fail(task.base..task.base + task.count, err);
+            }
+        }
+        self.fail_pending(err);
+        self.terminate_all();
+        self.broken = true;
     }
 
     fn fail_pending(&self, err: &TaskError) {

@@ -122,7 +122,7 @@ pub(crate) fn entry(arg: &[u8]) -> i32 {
         Ok(config) => run(&config),
         Err(e) => {
             eprintln!("multiproc pool worker: {e}");
-            2
+            EXIT_ATTACH_FAILED
         }
     }
 }
@@ -148,8 +148,15 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "a panic with a non-string payload".into())
 }
 
+/// The exit code of a worker whose initializer failed (panicked, or could
+/// not be found or decoded).
+pub(crate) const EXIT_INIT_FAILED: i32 = 70;
+/// The exit code of a worker that could not attach to its queues or read
+/// its configuration.
+pub(crate) const EXIT_ATTACH_FAILED: i32 = 71;
+
 /// The worker's life: returns its exit code (0: closed or retired
-/// normally; 1: the initializer failed; 2: it could not attach).
+/// normally; [`EXIT_INIT_FAILED`], [`EXIT_ATTACH_FAILED`]).
 pub(crate) fn run(config: &WorkerConfig) -> i32 {
     quiet_panics();
     let (ring, inbox, records) = match (
@@ -161,7 +168,7 @@ pub(crate) fn run(config: &WorkerConfig) -> i32 {
         (r, i, rec) => {
             let e = [r.err(), i.err(), rec.err()].into_iter().flatten().next();
             eprintln!("multiproc pool worker: cannot attach: {e:?}");
-            return 2;
+            return EXIT_ATTACH_FAILED;
         }
     };
     let _ = INBOX.set(inbox.clone());
@@ -169,7 +176,7 @@ pub(crate) fn run(config: &WorkerConfig) -> i32 {
         && let Err(e) = run_initializer(init)
     {
         eprintln!("multiproc pool worker: initializer failed: {e}");
-        return 1;
+        return EXIT_INIT_FAILED;
     }
     let mut worker = Worker {
         slot: config.slot,
@@ -184,7 +191,7 @@ pub(crate) fn run(config: &WorkerConfig) -> i32 {
     loop {
         let Ok(doorbell) = records.doorbell(config.slot as usize) else {
             eprintln!("multiproc pool worker: slot {} out of range", config.slot);
-            return 2;
+            return EXIT_ATTACH_FAILED;
         };
         let got = doorbell.wait_until(None, || match ring.get_until(&mut buf, try_once()) {
             Err(Error::Empty) => None,
@@ -195,14 +202,14 @@ pub(crate) fn run(config: &WorkerConfig) -> i32 {
             Err(Error::Closed) => return 0,
             Err(e) => {
                 eprintln!("multiproc pool worker: task ring: {e}");
-                return 2;
+                return EXIT_ATTACH_FAILED;
             }
         };
         let task = match TaskView::parse(&buf[..n]) {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("multiproc pool worker: {e}");
-                return 2;
+                return EXIT_ATTACH_FAILED;
             }
         };
         records.mark_started(config.slot as usize, task.seq);
@@ -211,7 +218,7 @@ pub(crate) fn run(config: &WorkerConfig) -> i32 {
             Err(Error::Closed) => return 0,
             Err(e) => {
                 eprintln!("multiproc pool worker: inbox: {e}");
-                return 2;
+                return EXIT_ATTACH_FAILED;
             }
         }
         done += 1;
