@@ -616,6 +616,15 @@ mod suite {
         v.len()
     }
 
+    /// A pool and its results can be shared with and sent to threads.
+    const _: fn() = || {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Pool>();
+        send_sync::<AsyncResult<u64>>();
+        send_sync::<pool::IMap<u64>>();
+        send_sync::<pool::BytesResults>();
+    };
+
     type Test = fn(StartMethod);
 
     const TESTS: &[(&str, Test)] = &[
