@@ -74,10 +74,12 @@
 //! the supervisor thread, as in Python.
 //!
 //! Forking workers from a parent with threads (the pool's own two threads
-//! included) is what Python's fork pools do too; a fork worker uses a copy
-//! of the function registry taken by the thread that forks it, and nothing
-//! else of the parent's state but what the task gives it. See the
-//! [process docs](crate::process#fork-and-threads).
+//! included) is what Python's fork pools do too. A fork worker takes none
+//! of the parent's locks that another thread could have held at the fork:
+//! it gets a copy of the function registry and its queue objects from the
+//! thread that forks it, and nothing else of the parent's state but what
+//! the task gives it (your function is yours: see the
+//! [process docs](crate::process#fork-and-threads)).
 
 mod async_result;
 mod job;

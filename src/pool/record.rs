@@ -64,7 +64,7 @@ const _: () = {
 };
 
 /// The records block of a pool.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Records {
     mem: SharedMemory,
     slots: usize,

@@ -205,9 +205,14 @@ impl Starter {
         let process = match self.method {
             StartMethod::Fork => {
                 let snapshot: BTreeMap<String, PoolFn> = registry::snapshot();
+                let attached = worker::Attached {
+                    ring: ring.clone(),
+                    inbox: shared.inbox.clone(),
+                    records: shared.records.clone(),
+                };
                 Process::new(move || {
                     registry::use_snapshot(snapshot);
-                    worker::run(&config)
+                    worker::run_attached(&config, attached)
                 })
             }
             method => Process::from_entry(WORKER_ENTRY, config.encode())?.start_method(method),

@@ -155,22 +155,49 @@ pub(crate) const EXIT_INIT_FAILED: i32 = 70;
 /// its configuration.
 pub(crate) const EXIT_ATTACH_FAILED: i32 = 71;
 
-/// The worker's life: returns its exit code (0: closed or retired
-/// normally; [`EXIT_INIT_FAILED`], [`EXIT_ATTACH_FAILED`]).
+/// What a worker works with, attached.
+pub(crate) struct Attached {
+    pub(crate) ring: Queue,
+    pub(crate) inbox: Queue,
+    pub(crate) records: Records,
+}
+
+/// The worker's life when it starts from its configuration alone (spawn,
+/// forkserver): attaches by handle, then [`run_attached`].
 pub(crate) fn run(config: &WorkerConfig) -> i32 {
-    quiet_panics();
-    let (ring, inbox, records) = match (
+    match (
         Queue::open(&config.ring),
         Queue::open(&config.inbox),
         Records::open(&config.records),
     ) {
-        (Ok(r), Ok(i), Ok(rec)) => (r, i, rec),
+        (Ok(ring), Ok(inbox), Ok(records)) => run_attached(
+            config,
+            Attached {
+                ring,
+                inbox,
+                records,
+            },
+        ),
         (r, i, rec) => {
             let e = [r.err(), i.err(), rec.err()].into_iter().flatten().next();
             eprintln!("multiproc pool worker: cannot attach: {e:?}");
-            return EXIT_ATTACH_FAILED;
+            EXIT_ATTACH_FAILED
         }
-    };
+    }
+}
+
+/// The worker's life: returns its exit code (0: closed or retired
+/// normally; [`EXIT_INIT_FAILED`], [`EXIT_ATTACH_FAILED`]). A fork worker
+/// starts here with the parent's own queue objects, so it takes no lock of
+/// the segment registry that another thread of the parent might have held
+/// at the instant of the fork.
+pub(crate) fn run_attached(config: &WorkerConfig, attached: Attached) -> i32 {
+    quiet_panics();
+    let Attached {
+        ring,
+        inbox,
+        records,
+    } = attached;
     let _ = INBOX.set(inbox.clone());
     if let Some(init) = &config.initializer
         && let Err(e) = run_initializer(init)
