@@ -16,6 +16,11 @@ use crate::error::{Error, Status};
 
 type TaskResult<T> = std::result::Result<T, TaskError>;
 
+/// Tasks handed to the supervisor at once while a call encodes its items.
+const SUBMIT_BATCH_TASKS: usize = 256;
+/// Encoded bytes handed to the supervisor at once.
+const SUBMIT_BATCH_BYTES: usize = 128 * 1024;
+
 fn invalid(message: String) -> TaskError {
     TaskError::Pool {
         status: Status::Invalid,
@@ -51,51 +56,92 @@ impl Pool {
         on_done: Option<OnDone>,
         mut encode: impl FnMut(usize, &mut Vec<u8>) -> crate::Result<()>,
     ) -> TaskResult<Arc<Job>> {
-        let max = self.max_message;
-        let mut chunks = Vec::with_capacity(len.div_ceil(chunksize));
-        let mut i = 0;
-        while i < len {
-            // Relaxed: a unique number is all that is needed.
-            let seq = self.shared.next_seq.fetch_add(1, Ordering::Relaxed);
-            let mut msg = Vec::new();
-            let count_at = task::begin_task(seq, func, &mut msg);
-            let base = i;
-            while i < len && i - base < chunksize {
-                let at = task::begin_item(&mut msg);
-                encode(i, &mut msg)?;
-                task::end_item(&mut msg, at)?;
-                if msg.len() > max {
-                    if i == base {
-                        return Err(Error::TooLarge {
-                            len: msg.len() - at - TASK_ITEM_HEADER,
-                            max: max - at - TASK_ITEM_HEADER,
-                        }
-                        .into());
-                    }
-                    // Item i starts the next chunk.
-                    msg.truncate(at);
-                    break;
-                }
-                i += 1;
-            }
-            task::finish_task(&mut msg, count_at, (i - base) as u32);
-            chunks.push((base, i - base, seq, msg));
-        }
         let job = Arc::new(Job::new(len, track_completed, on_done));
         if len == 0 {
             // Complete at once (runs the callbacks).
             job.fail(0..0, &TaskError::Terminated);
             return Ok(job);
         }
-        self.shared
-            .submit(chunks.into_iter().map(|(base, count, seq, msg)| Task {
-                job: Arc::clone(&job),
-                base,
-                count,
-                seq,
-                msg,
-            }))?;
+        // Tasks go to the supervisor in batches as they are encoded, so the
+        // workers start on the first while the rest are being encoded.
+        let mut batch: Vec<Task> = Vec::new();
+        let mut batch_bytes = 0;
+        // Items before this one were handed to the supervisor.
+        let mut submitted = 0;
+        let mut i = 0;
+        let outcome = loop {
+            if i < len {
+                match self.encode_task(func, &job, &mut i, len, chunksize, &mut encode) {
+                    Ok(task) => {
+                        batch_bytes += task.msg.len();
+                        batch.push(task);
+                    }
+                    Err(e) => break Err(e),
+                }
+            }
+            let full = batch.len() >= SUBMIT_BATCH_TASKS || batch_bytes >= SUBMIT_BATCH_BYTES;
+            if i == len || full {
+                if let Err(e) = self.shared.submit(batch.drain(..)) {
+                    break Err(e.into());
+                }
+                submitted = i;
+                batch_bytes = 0;
+            }
+            if i == len {
+                break Ok(());
+            }
+        };
+        if let Err(e) = outcome {
+            // Nobody will wait for this job: what was not submitted fails.
+            job.fail(submitted..len, &e);
+            return Err(e);
+        }
         Ok(job)
+    }
+
+    /// Encodes the task of the items from `*i`, at most `chunksize` of
+    /// them and at most `max_message` bytes, and moves `*i` past them.
+    fn encode_task(
+        &self,
+        func: &FnRef,
+        job: &Arc<Job>,
+        i: &mut usize,
+        len: usize,
+        chunksize: usize,
+        encode: &mut impl FnMut(usize, &mut Vec<u8>) -> crate::Result<()>,
+    ) -> TaskResult<Task> {
+        let max = self.max_message;
+        // Relaxed: a unique number is all that is needed.
+        let seq = self.shared.next_seq.fetch_add(1, Ordering::Relaxed);
+        let mut msg = Vec::new();
+        let count_at = task::begin_task(seq, func, &mut msg);
+        let base = *i;
+        while *i < len && *i - base < chunksize {
+            let at = task::begin_item(&mut msg);
+            encode(*i, &mut msg)?;
+            task::end_item(&mut msg, at)?;
+            if msg.len() > max {
+                if *i == base {
+                    return Err(Error::TooLarge {
+                        len: msg.len() - at - TASK_ITEM_HEADER,
+                        max: max - at - TASK_ITEM_HEADER,
+                    }
+                    .into());
+                }
+                // Item i starts the next chunk.
+                msg.truncate(at);
+                break;
+            }
+            *i += 1;
+        }
+        task::finish_task(&mut msg, count_at, (*i - base) as u32);
+        Ok(Task {
+            job: Arc::clone(job),
+            base,
+            count: *i - base,
+            seq,
+            msg,
+        })
     }
 
     fn fn_ref(&self, func: PoolFn) -> TaskResult<FnRef> {

@@ -17,10 +17,37 @@
 //! waits for.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::shm::{Handle, SharedMemory, default_backing};
 use crate::sync::EventCount;
+
+/// How long a waiter polls before it waits on its doorbell.
+pub(crate) const POLL_WINDOW: Duration = Duration::from_micros(20);
+
+/// Polls `ready` for up to [`POLL_WINDOW`], then waits on `bell` (whose
+/// notifier rings it after changing what `ready` reads) until `ready`
+/// gives a value.
+pub(crate) fn poll_then_wait<T>(bell: &EventCount, mut ready: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    let mut round = 0u32;
+    loop {
+        if let Some(v) = ready() {
+            return v;
+        }
+        round += 1;
+        if round.is_multiple_of(32) && start.elapsed() >= POLL_WINDOW {
+            break;
+        }
+        std::hint::spin_loop();
+    }
+    loop {
+        if let Some(v) = bell.wait_until(None, &mut ready) {
+            return v;
+        }
+    }
+}
 
 /// One worker's record (one cache line per worker).
 #[repr(C)]

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::job::{Job, TaskError};
-use super::record::Records;
+use super::record::{self, Records};
 use super::registry::{self, PoolFn, WORKER_ENTRY};
 use super::task::{self, ResultView, TAG_DIED, TAG_NUDGE, TAG_RESULT, TAG_STOP};
 use super::worker::{self, WorkerConfig};
@@ -386,7 +386,7 @@ impl Supervisor {
     fn next_message(&self, buf: &mut [u8]) -> Result<usize> {
         let inbox = &self.shared.inbox;
         loop {
-            let got = self.shared.records.inbox_bell().wait_until(None, || {
+            let got = record::poll_then_wait(self.shared.records.inbox_bell(), || {
                 match inbox.get_until(buf, try_once()) {
                     Err(Error::Empty) => {
                         // SeqCst: pairs with the watcher's count before its
@@ -397,7 +397,7 @@ impl Supervisor {
                     other => Some(other),
                 }
             });
-            match got.unwrap_or(Err(Error::Empty)) {
+            match got {
                 Err(Error::Empty) => {
                     let deadline = Instant::now() + DEATH_POLL;
                     match inbox.get_until(buf, Some(deadline)) {

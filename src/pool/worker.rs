@@ -9,7 +9,7 @@
 use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use super::record::Records;
+use super::record::{self, Records};
 use super::registry::PoolFn;
 use super::task::{self, FnView, ItemStatus, RESULT_HEADER, RESULT_ITEM_HEADER, TaskView};
 use crate::error::{Error, Result};
@@ -220,11 +220,11 @@ pub(crate) fn run_attached(config: &WorkerConfig, attached: Attached) -> i32 {
             eprintln!("multiproc pool worker: slot {} out of range", config.slot);
             return EXIT_ATTACH_FAILED;
         };
-        let got = doorbell.wait_until(None, || match ring.get_until(&mut buf, try_once()) {
+        let got = record::poll_then_wait(doorbell, || match ring.get_until(&mut buf, try_once()) {
             Err(Error::Empty) => None,
             other => Some(other),
         });
-        let n = match got.unwrap_or(Err(Error::Timeout)) {
+        let n = match got {
             Ok(n) => n,
             Err(Error::Closed) => return 0,
             Err(e) => {
