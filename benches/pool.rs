@@ -11,6 +11,16 @@
 //!
 //! Pools are created and warmed up outside the timing, as in the Python
 //! script. Run: `cargo bench --bench pool`.
+//!
+//! One run (2 vCPUs shared with other builds, load average 4 to 6; CPython
+//! 3.11 measured just before):
+//!
+//! | benchmark                              | multiproc  | CPython   | ratio |
+//! |----------------------------------------|------------|-----------|-------|
+//! | chunksize 1, window 4 (default)        | 1.06 us    | 46.2 us   | 44x   |
+//! | chunksize 1, windows 1 / 2 / 8         | 1.58 / 0.53 / 0.67 us | |  |
+//! | default chunksize, per item            | 36 ns      | 0.339 us  | 9.3x  |
+//! | CPU-bound 16 tasks, pool(2) vs 1 thread | 71.2 ms vs 93.3 ms | | 1.31x |
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
