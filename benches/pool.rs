@@ -97,7 +97,11 @@ fn cpu_bound(c: &mut Criterion) {
     let mut g = c.benchmark_group("pool/cpu_bound_16x2ms");
     g.sample_size(10).measurement_time(Duration::from_secs(8));
     g.bench_function("sequential", |b| {
-        b.iter(|| (0..TASKS).map(|s| spin_2ms(black_box(s))).sum::<u64>())
+        b.iter(|| {
+            (0..TASKS)
+                .map(|s| spin_2ms(black_box(s)))
+                .fold(0u64, u64::wrapping_add)
+        })
     });
     let pool = pool(4);
     g.bench_function("pool_2", |b| {
@@ -105,7 +109,7 @@ fn cpu_bound(c: &mut Criterion) {
             pool.map(spin_2ms, 0..TASKS, Some(1))
                 .expect("map")
                 .into_iter()
-                .sum::<u64>()
+                .fold(0u64, u64::wrapping_add)
         })
     });
     g.finish();
