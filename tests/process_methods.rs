@@ -139,6 +139,41 @@ mod suite {
         }
     }
 
+    /// `arg`: handle texts of blocks, one a line. Opens them one at a time
+    /// (a runner's descriptor limit may be 1024), checks that word 0 of
+    /// block `i` is `i` (the parent's mark) and stores `i + 1` in word 1.
+    fn touch_every_block(arg: &[u8]) -> i32 {
+        let Ok(text) = std::str::from_utf8(arg) else {
+            return 100;
+        };
+        for (i, line) in text.lines().enumerate() {
+            let Ok(mem) = open(line.as_bytes()) else {
+                return 101;
+            };
+            let w = mem.as_atomic_u32();
+            if w[0].load(Ordering::SeqCst) != i as u32 {
+                return 102;
+            }
+            w[1].store(i as u32 + 1, Ordering::SeqCst);
+        }
+        0
+    }
+
+    /// Stores its pid in word 1 of the gate in `arg`, then waits there
+    /// (for a SIGINT, which should end it).
+    fn wait_for_sigint(arg: &[u8]) -> i32 {
+        let Ok(gate) = open(arg) else { return 100 };
+        let words = gate.as_atomic_u32();
+        words[1].store(sys::getpid() as u32, Ordering::SeqCst);
+        let _ = sys::futex_wake(&words[1], u32::MAX);
+        loop {
+            if words[0].load(Ordering::SeqCst) != 0 {
+                return 0;
+            }
+            let _ = sys::futex_wait(&words[0], 0, None);
+        }
+    }
+
     fn open(arg: &[u8]) -> multiproc::Result<SharedMemory> {
         let text = std::str::from_utf8(arg).map_err(|_| Error::Invalid("not UTF-8".into()))?;
         SharedMemory::open(&text.parse::<Handle>()?)
@@ -476,6 +511,62 @@ mod suite {
         wait_gone(server);
     }
 
+    /// More memfd segments than one `SCM_RIGHTS` message carries (253): the
+    /// child inherits every one under its number.
+    fn many_segments_reach_the_child(m: StartMethod) {
+        const SEGMENTS: u32 = 600;
+        let blocks: Vec<SharedMemory> = (0..SEGMENTS)
+            .map(|i| {
+                let block = gate();
+                block.as_atomic_u32()[0].store(i, Ordering::SeqCst);
+                block
+            })
+            .collect();
+        let handles: Vec<String> = blocks.iter().map(|b| b.handle().to_string()).collect();
+        let p = entry(m, "touch_every_block", handles.join("\n").into_bytes());
+        p.start().unwrap();
+        assert_eq!(join(&p), 0);
+        for (i, block) in (1..).zip(&blocks) {
+            assert_eq!(block.as_atomic_u32()[1].load(Ordering::SeqCst), i);
+        }
+    }
+
+    /// A Ctrl-C reaches the whole foreground process group: the fork server
+    /// ignores SIGINT (later starts still work, by the same server), while
+    /// a child still dies of it by default, whatever the method.
+    fn sigint_ends_children_not_the_forkserver(m: StartMethod) {
+        let g = gate();
+        let p = entry(m, "wait_for_sigint", handle_of(&g));
+        p.start().unwrap();
+        let pid = wait_word(&g, 1, 1) as i32;
+        assert_eq!(Some(pid), p.pid());
+        sys::kill(pid, libc::SIGINT).unwrap();
+        assert_eq!(join(&p), -libc::SIGINT);
+        if m != StartMethod::ForkServer {
+            return;
+        }
+        let server = process::forkserver_pid().expect("a forkserver runs");
+        sys::kill(server, libc::SIGINT).unwrap();
+        // Were SIGINT at its default action there, the kernel would end the
+        // server as the signal is sent (before `kill` returns), and the start
+        // below would need a new server.
+        let p = entry(m, "exit_with", vec![7]);
+        p.start().unwrap();
+        assert_eq!(join(&p), 7);
+        assert_eq!(process::forkserver_pid(), Some(server));
+        let status = std::fs::read_to_string(format!("/proc/{server}/status")).unwrap();
+        let ignored = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigIgn:"))
+            .map(|hex| u64::from_str_radix(hex.trim(), 16).unwrap())
+            .unwrap();
+        assert_ne!(
+            ignored & (1 << (libc::SIGINT - 1)),
+            0,
+            "SigIgn: {ignored:x}"
+        );
+    }
+
     /// The test binary run again with a launch variable that names no payload:
     /// `init` must end it with code 1 and say why, not run `main`'s tests.
     fn stray_launch_variable_ends_the_program(m: StartMethod) {
@@ -751,6 +842,14 @@ mod suite {
             "grandchildren_by_the_same_method",
             grandchildren_by_the_same_method,
         ),
+        (
+            "many_segments_reach_the_child",
+            many_segments_reach_the_child,
+        ),
+        (
+            "sigint_ends_children_not_the_forkserver",
+            sigint_ends_children_not_the_forkserver,
+        ),
     ];
 
     pub fn main() {
@@ -765,6 +864,8 @@ mod suite {
             nested,
             locked_increments,
             cloexec_of_handle,
+            touch_every_block,
+            wait_for_sigint,
         )
         .unwrap();
         #[cfg(feature = "serde")]

@@ -10,7 +10,8 @@ use super::protocol::{CONTROL_OBJECT, control};
 use super::proxy::{
     DictProxy, EventProxy, ListProxy, LockProxy, NamespaceProxy, Proxy, QueueProxy, ValueProxy,
 };
-use crate::connection::{self, Address, Connection};
+use super::transport::{Channel, Transport};
+use crate::connection::{self, Address};
 use crate::error::{Error, Result};
 use crate::sys;
 
@@ -25,11 +26,19 @@ pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// `acquire`) holds the connection until it returns. Give such threads
 /// their own [`connect`](super::connect).
 ///
+/// # Transports
+///
+/// A client on a Unix socket (any [`Manager`](super::Manager)'s) moves its
+/// calls to shared-memory rings after connecting, which saves the two
+/// socket wake-ups of each call; TCP clients stay on the socket. See
+/// [`Transport`] and [`connect_with`](Client::connect_with).
+///
 /// # Across `fork`
 ///
-/// A fork child must not share its parent's socket, so the first call a
-/// child makes through an inherited client opens a connection of its own
-/// (as CPython's proxies do after fork). Objects stay alive as long as some
+/// A fork child must not share its parent's socket or rings, so the first
+/// call a child makes through an inherited client opens a connection of its
+/// own, upgraded to rings of its own (as CPython's proxies reconnect after
+/// fork). Objects stay alive as long as some
 /// client holds a reference: a child using its parent's proxies relies on
 /// the parent keeping them (clone a proxy in the child to hold a reference
 /// of its own). As with anything a fork child inherits from a threaded
@@ -48,6 +57,8 @@ pub struct Client {
 struct Inner {
     address: Address,
     authkey: Vec<u8>,
+    /// The transport asked for (the one in use may be the socket).
+    transport: Transport,
     state: Mutex<State>,
 }
 
@@ -55,7 +66,7 @@ struct State {
     /// The process the connection belongs to.
     pid: i32,
     /// `None` once broken (the server hung up, or a reply made no sense).
-    conn: Option<Connection>,
+    channel: Option<Channel>,
     next_request: u64,
     /// The encoded request, reused.
     out: Vec<u8>,
@@ -73,23 +84,55 @@ impl Client {
     /// Connects to the server at `address` and authenticates with
     /// `authkey` (CPython's handshake; an empty key: none).
     ///
+    /// On a Unix socket the client then moves to shared-memory rings
+    /// ([`Transport::SharedMemory`]).
+    ///
     /// Errors: [`Error::Auth`] for a wrong key, [`Error::Os`] when nobody
     /// listens there, [`Error::Timeout`] when the handshake takes more than
     /// 30 s.
     pub fn connect(address: &Address, authkey: &[u8]) -> Result<Client> {
-        let conn = connection::client(address, Some(authkey), Some(HANDSHAKE_TIMEOUT))?;
+        Client::connect_with(address, authkey, Transport::default())
+    }
+
+    /// As [`connect`](Client::connect), with the [`Transport`] to use:
+    /// [`Transport::Socket`] keeps every call on the socket.
+    ///
+    /// ```
+    /// use multiproc::manager::{Client, Manager, Transport};
+    ///
+    /// let mgr = Manager::start()?;
+    /// let c = Client::connect_with(mgr.address(), mgr.authkey(), Transport::Socket)?;
+    /// assert_eq!(c.transport(), Transport::Socket);
+    /// assert_eq!(Some(c.server_pid()?), mgr.pid());
+    /// mgr.shutdown()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn connect_with(address: &Address, authkey: &[u8], transport: Transport) -> Result<Client> {
+        let channel = open_channel(address, authkey, transport)?;
         Ok(Client {
             inner: Arc::new(Inner {
                 address: address.clone(),
                 authkey: authkey.to_vec(),
+                transport,
                 state: Mutex::new(State {
                     pid: sys::getpid(),
-                    conn: Some(conn),
+                    channel: Some(channel),
                     next_request: 1,
                     out: Vec::new(),
                 }),
             }),
         })
+    }
+
+    /// The transport this process's calls use now:
+    /// [`Transport::SharedMemory`] once upgraded, else
+    /// [`Transport::Socket`] (also once the connection is lost).
+    pub fn transport(&self) -> Transport {
+        let state = lock(&self.inner.state);
+        match &state.channel {
+            Some(channel) if state.pid == sys::getpid() => channel.transport(),
+            _ => Transport::Socket,
+        }
     }
 
     /// The server's address.
@@ -106,43 +149,72 @@ impl Client {
         args: &[&[u8]],
         read: impl FnOnce(&[&[u8]]) -> Result<R>,
     ) -> Result<R> {
+        let mut state = self.own_state()?;
+        let id = state.next_request;
+        state.next_request += 1;
+        let State { channel, out, .. } = &mut *state;
+        protocol::encode_request(out, id, object, method, args)?;
+        let Some(ch) = channel.as_mut() else {
+            return Err(Error::Eof);
+        };
+        let replied = ch.send(out).and_then(|()| {
+            ch.recv_with(MAX_FRAME, |frame| match protocol::decode_reply(frame, id) {
+                Ok(Ok(fields)) => Ok(read(&fields)),
+                Ok(Err(server_error)) => Ok(Err(server_error)),
+                Err(e) => Err(Error::Internal(format!("manager reply: {e}"))),
+            })
+        });
+        match replied {
+            Ok(Ok(result)) => result,
+            // A reply that makes no sense: the connection is not trusted.
+            Ok(Err(bad_reply)) => {
+                *channel = None;
+                Err(bad_reply)
+            }
+            Err(e) => {
+                *channel = None;
+                Err(transport_error(e))
+            }
+        }
+    }
+
+    /// The state, with a channel of this process's own: a fork child's
+    /// copy of its parent's (socket and rings) is dropped (only here; the
+    /// parent's stay open) and replaced.
+    fn own_state(&self) -> Result<std::sync::MutexGuard<'_, State>> {
         let mut state = lock(&self.inner.state);
         let me = sys::getpid();
         if state.pid != me {
-            // A fork child: its copy of the parent's socket is closed
-            // (only here; the parent's stays open) and replaced.
-            state.conn = None;
+            state.channel = None;
             state.pid = me;
-            let conn = connection::client(
-                &self.inner.address,
-                Some(&self.inner.authkey),
-                Some(HANDSHAKE_TIMEOUT),
-            )?;
-            state.conn = Some(conn);
+            let inner = &self.inner;
+            state.channel = Some(open_channel(
+                &inner.address,
+                &inner.authkey,
+                inner.transport,
+            )?);
         }
-        let id = state.next_request;
-        state.next_request += 1;
-        let State { conn, out, .. } = &mut *state;
-        protocol::encode_request(out, id, object, method, args)?;
-        let Some(c) = conn.as_mut() else {
+        Ok(state)
+    }
+
+    /// Sends `frame` as it is (a request, well formed or not) through this
+    /// client's transport and returns the reply frame as it came: for
+    /// tests of the server's checks. A transport failure breaks the
+    /// client, as for any call.
+    #[doc(hidden)]
+    pub fn exchange_raw_frame(&self, frame: &[u8]) -> Result<Vec<u8>> {
+        let mut state = self.own_state()?;
+        let Some(ch) = state.channel.as_mut() else {
             return Err(Error::Eof);
         };
-        let frame = match c
-            .send_bytes(out)
-            .and_then(|()| c.recv_bytes(Some(MAX_FRAME)))
-        {
-            Ok(frame) => frame,
-            Err(e) => {
-                *conn = None;
-                return Err(transport_error(e));
-            }
-        };
-        match protocol::decode_reply(&frame, id) {
-            Ok(Ok(fields)) => read(&fields),
-            Ok(Err(server_error)) => Err(server_error),
-            Err(e) => {
-                *conn = None;
-                Err(Error::Internal(format!("manager reply: {e}")))
+        // A send the server cut short (it refuses a frame over the limit
+        // after its header) may still have an answer waiting.
+        let sent = ch.send(frame);
+        match (sent, ch.recv_with(MAX_FRAME, <[u8]>::to_vec)) {
+            (_, Ok(reply)) => Ok(reply),
+            (Err(e), Err(_)) | (Ok(()), Err(e)) => {
+                state.channel = None;
+                Err(transport_error(e))
             }
         }
     }
@@ -243,6 +315,31 @@ impl Client {
         self.call(CONTROL_OBJECT, control::SHUTDOWN, &[])?;
         Ok(())
     }
+}
+
+/// Connects, authenticates and, for [`Transport::SharedMemory`] on a Unix
+/// socket, upgrades to rings (staying on the socket if the server refuses).
+fn open_channel(address: &Address, authkey: &[u8], transport: Transport) -> Result<Channel> {
+    let conn = connection::client(address, Some(authkey), Some(HANDSHAKE_TIMEOUT))?;
+    let mut channel = Channel::socket(conn);
+    if transport == Transport::SharedMemory && matches!(address, Address::Unix(_)) {
+        // Request id 0: calls count from 1.
+        let upgraded = channel.upgrade(
+            |handles| {
+                let mut frame = Vec::new();
+                protocol::encode_request(&mut frame, 0, CONTROL_OBJECT, control::UPGRADE, handles)?;
+                Ok(frame)
+            },
+            |reply| match protocol::decode_reply(reply, 0) {
+                Ok(answer) => Ok(answer.map(|_| ())),
+                Err(e) => Err(Error::Internal(format!("manager upgrade reply: {e}"))),
+            },
+        );
+        // `Ok(Err(_))`, refused at once: the server serves this client on
+        // the socket, which is all this client needs.
+        let _refused = upgraded.map_err(transport_error)?;
+    }
+    Ok(channel)
 }
 
 /// The single u64 field of a reply.

@@ -47,6 +47,11 @@ pub mod control {
     pub const SHUTDOWN: u16 = 5;
     /// `-> [server pid]`.
     pub const PING: u16 = 6;
+    /// `[request ring handle, reply ring handle]`: move this client to
+    /// shared-memory rings. Answered twice on the socket: "send the
+    /// descriptor", then, after the memfd arrived by `SCM_RIGHTS`,
+    /// "attached" (see the `transport` module of the manager).
+    pub const UPGRADE: u16 = 7;
 }
 
 const KIND_REQUEST: u8 = b'Q';

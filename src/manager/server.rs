@@ -1,6 +1,8 @@
 //! [`Server`]: the process that holds the shared objects. One thread
 //! accepts clients; each client connection gets a thread of its own (as in
-//! CPython), so a client blocked in a queue `get` stalls nobody else.
+//! CPython), so a client blocked in a queue `get` stalls nobody else. A
+//! local client's thread serves it through shared-memory rings once it
+//! upgraded (`transport.rs`), any other's on its socket.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
@@ -12,6 +14,7 @@ use std::time::Duration;
 use super::object::{Caller, Reply, Served, lock};
 use super::protocol::{self, CONTROL_OBJECT, MAX_FRAME, Request, control};
 use super::registry;
+use super::transport::{Channel, Transport};
 use crate::connection::{Address, Connection, DEFAULT_BACKLOG, Listener};
 use crate::error::{Error, Result};
 use crate::sys;
@@ -166,11 +169,12 @@ impl Server {
                 .and_then(|fd| fd.try_clone_to_owned().map_err(|e| Error::os("dup", e)))
         };
         let caller = Caller { id, socket: dup()? };
+        let local = matches!(self.listener.address(), Address::Unix(_));
         lock(&self.shared.clients).insert(id, dup()?);
         let shared = Arc::clone(&self.shared);
         let spawned = std::thread::Builder::new()
             .name(format!("manager-client-{id}"))
-            .spawn(move || serve_client(&shared, conn, &caller));
+            .spawn(move || serve_client(&shared, conn, &caller, local));
         if let Err(e) = spawned {
             lock(&self.shared.clients).remove(&id);
             return Err(Error::os("spawn a client thread", e));
@@ -179,36 +183,57 @@ impl Server {
     }
 }
 
-/// One client's thread: request, reply, until it hangs up.
-fn serve_client(shared: &Shared, mut conn: Connection, caller: &Caller) {
+/// What one received frame asks of the client's thread.
+enum Step {
+    /// Send this reply (and stop serving after it if `shutdown`).
+    Reply {
+        request_id: u64,
+        result: Result<Reply>,
+        shutdown: bool,
+    },
+    /// Move this client to the rings these handles name.
+    Upgrade {
+        request_id: u64,
+        handles: Vec<Vec<u8>>,
+    },
+}
+
+/// One client's thread: request, reply, until it hangs up. `local`: the
+/// client came over a Unix socket, so it may move to rings.
+fn serve_client(shared: &Shared, conn: Connection, caller: &Caller, local: bool) {
     let mut held: HashMap<u64, u64> = HashMap::new();
     let mut out = Vec::new();
+    let mut channel = Channel::socket(conn);
     loop {
-        let frame = match conn.recv_bytes(Some(MAX_FRAME)) {
-            Ok(frame) => frame,
+        let received = channel.recv_with(MAX_FRAME, |frame| {
+            run_frame(shared, caller, &mut held, frame)
+        });
+        let step = match received {
+            Ok(step) => step,
             Err(e @ Error::TooLarge { .. }) => {
                 // The frame cannot be skipped without reading it: answer,
                 // then drop this connection (the server goes on).
                 protocol::encode_error(&mut out, 0, &e);
-                let _ = conn.send_bytes(&out);
+                let _ = channel.send(&out);
                 break;
             }
             Err(_) => break,
         };
-        let mut shutdown = false;
-        let (request_id, result) = match protocol::decode_request(&frame) {
-            Ok(req) => {
-                shutdown = req.object == CONTROL_OBJECT && req.method == control::SHUTDOWN;
-                let run = AssertUnwindSafe(|| dispatch(shared, caller, &mut held, &req));
-                let result = catch_unwind(run).unwrap_or_else(|_| {
-                    Err(Error::Internal(format!(
-                        "method {} of object {} panicked in the server",
-                        req.method, req.object
-                    )))
-                });
-                (req.request_id, result)
+        let (request_id, result, shutdown) = match step {
+            Step::Reply {
+                request_id,
+                result,
+                shutdown,
+            } => (request_id, result, shutdown),
+            Step::Upgrade {
+                request_id,
+                handles,
+            } => {
+                if upgrade(&mut channel, &mut out, request_id, &handles, local).is_err() {
+                    break;
+                }
+                continue;
             }
-            Err(e) => (protocol::request_id_of(&frame), Err(e)),
         };
         let encoded = result.and_then(|fields| {
             let fields: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
@@ -217,7 +242,7 @@ fn serve_client(shared: &Shared, mut conn: Connection, caller: &Caller) {
         if let Err(e) = encoded {
             protocol::encode_error(&mut out, request_id, &e);
         }
-        let sent = conn.send_bytes(&out);
+        let sent = channel.send(&out);
         if shutdown {
             // SeqCst: see `Server::serve`.
             shared.stopping.store(true, Ordering::SeqCst);
@@ -231,6 +256,79 @@ fn serve_client(shared: &Shared, mut conn: Connection, caller: &Caller) {
     }
     lock(&shared.clients).remove(&caller.id);
     forget_client(shared, caller.id, held);
+}
+
+/// Decodes and runs one request frame.
+fn run_frame(shared: &Shared, caller: &Caller, held: &mut HashMap<u64, u64>, frame: &[u8]) -> Step {
+    let req = match protocol::decode_request(frame) {
+        Ok(req) => req,
+        Err(e) => {
+            return Step::Reply {
+                request_id: protocol::request_id_of(frame),
+                result: Err(e),
+                shutdown: false,
+            };
+        }
+    };
+    if req.object == CONTROL_OBJECT && req.method == control::UPGRADE {
+        return Step::Upgrade {
+            request_id: req.request_id,
+            handles: req.args.iter().map(|a| a.to_vec()).collect(),
+        };
+    }
+    let run = AssertUnwindSafe(|| dispatch(shared, caller, held, &req));
+    let result = catch_unwind(run).unwrap_or_else(|_| {
+        Err(Error::Internal(format!(
+            "method {} of object {} panicked in the server",
+            req.method, req.object
+        )))
+    });
+    Step::Reply {
+        request_id: req.request_id,
+        result,
+        shutdown: req.object == CONTROL_OBJECT && req.method == control::SHUTDOWN,
+    }
+}
+
+/// Answers an upgrade request (see the `transport` module): refused at
+/// once (the client stays on the socket), or "send the descriptor", the
+/// attach, and "attached" (or the error, and then the connection ends: the
+/// socket may hold a stray descriptor byte). `Err`: drop the client.
+fn upgrade(
+    channel: &mut Channel,
+    out: &mut Vec<u8>,
+    request_id: u64,
+    handles: &[Vec<u8>],
+    local: bool,
+) -> Result<()> {
+    let refusal = if channel.transport() == Transport::SharedMemory {
+        Some(Error::State("this client is upgraded already".into()))
+    } else if !local {
+        Some(Error::Invalid(
+            "shared-memory rings need a Unix socket connection".into(),
+        ))
+    } else if channel.conn().has_buffered_input() {
+        Some(Error::Invalid(
+            "frames sent after an upgrade request, before its answer".into(),
+        ))
+    } else {
+        None
+    };
+    if let Some(e) = refusal {
+        protocol::encode_error(out, request_id, &e);
+        return channel.send(out);
+    }
+    protocol::encode_reply(out, request_id, &[])?;
+    channel.conn().send_bytes(out)?;
+    let handles: Vec<&[u8]> = handles.iter().map(Vec::as_slice).collect();
+    let attached = channel.accept_upgrade(&handles);
+    match &attached {
+        Ok(()) => protocol::encode_reply(out, request_id, &[])?,
+        Err(e) => protocol::encode_error(out, request_id, e),
+    }
+    // On the socket: the client reads this answer there.
+    channel.conn().send_bytes(out)?;
+    attached
 }
 
 /// Drops every reference the client held and tells every object it left.

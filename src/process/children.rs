@@ -111,8 +111,11 @@ impl Children {
     /// them), and this process is now `me`, with no `Process` made yet.
     ///
     /// In a fork child this runs right after `fork` with the table lock
-    /// held since before it; it allocates, as the rest of a fork child does
-    /// (see the module docs on fork and threads).
+    /// held since before it. Inlined there: in a fork child every code page
+    /// first run is a page fault (fork does not copy the page table entries
+    /// of the program's code), and this keeps it on pages the child runs
+    /// anyway.
+    #[inline(always)]
     pub(crate) fn become_child(&mut self, me: Me) {
         for child in self.unreaped.drain(..) {
             child.close_lifeline();

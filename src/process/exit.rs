@@ -61,17 +61,31 @@ impl<R: IntoExitCode, E: Display> IntoExitCode for Result<R, E> {
 }
 
 /// The boxed target of a process: runs in the child, returns the exit code.
-pub(crate) type Target = Box<dyn FnOnce() -> i32 + Send + 'static>;
+///
+/// `FnMut` over an `Option` of the user's `FnOnce` (see [`target`]) rather
+/// than a `Box<dyn FnOnce>`: calling that consumes the box and frees it in
+/// the child, and in a fork child every allocator call writes to pages the
+/// child then has to copy (a page fault each, on the path `join` waits for).
+pub(crate) type Target = Box<dyn FnMut() -> i32 + Send + 'static>;
 
-/// Runs `target` in a freshly forked child and ends the child with its exit
-/// code. Never returns into the caller's code, and runs none of the
-/// destructors the child inherited from the parent.
+/// Boxes `f` as a [`Target`]; it runs once (a second call, which nothing
+/// makes, would panic).
+pub(crate) fn target(f: impl FnOnce() -> i32 + Send + 'static) -> Target {
+    let mut f = Some(f);
+    Box::new(move || f.take().expect("a process target runs once")())
+}
+
+/// Runs `target` in a freshly started child and ends the child with its
+/// exit code. Never returns into the caller's code, and runs none of the
+/// destructors the child inherited from the parent: `target` itself (and
+/// whatever the caller still holds) is never dropped, so the child frees
+/// nothing it did not allocate itself.
 ///
 /// A panic in `target` is reported by the panic hook as usual (the default
 /// hook prints the message; a test harness's hook may capture it instead),
 /// then here on stderr as `Process NAME (pid PID) panicked: MESSAGE`, as
 /// Python prints `Process NAME:` and the traceback; the exit code is 1.
-pub(crate) fn run_child(target: Target, name: &str) -> ! {
+pub(crate) fn run_child(target: impl FnOnce() -> i32, name: &str) -> ! {
     let code = match catch_unwind(AssertUnwindSafe(target)) {
         Ok(code) => code,
         Err(payload) => {
@@ -100,8 +114,9 @@ pub(crate) fn run_child(target: Target, name: &str) -> ! {
 /// before `_exit` (which would drop it). Errors are ignored: there is nobody
 /// left to tell about a closed stdout.
 pub(crate) fn flush_std_streams() {
+    // Rust's stderr has no buffer (its `flush` does nothing): not called, as
+    // each function a fork child runs first costs it a page fault.
     let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
     let _ = sys::fflush_all();
 }
 

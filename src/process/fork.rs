@@ -26,7 +26,6 @@ pub(crate) fn start(
         Ok(l) => l,
         Err(e) => return Err((work, e)),
     };
-    let target = work.into_target();
     // Held across fork so that the child finds them unlocked and
     // consistent, whatever other threads of the parent were doing: Rust's
     // stdout and stderr (the child flushes them before it exits) and the
@@ -43,7 +42,7 @@ pub(crate) fn start(
         name: launch.name.to_owned(),
         daemon: launch.daemon,
         parent: Some(Parent {
-            pid: sys::getpid(),
+            pid: sys::current_ids().0,
             name: table.my_name(),
             pidfd: None,
         }),
@@ -52,7 +51,7 @@ pub(crate) fn start(
     // by the child from its copy of the buffers.
     exit::flush_std_streams();
 
-    // SAFETY: the child never returns from this function: `run_child` ends
+    // SAFETY: the child never returns from this function: `run_in_child` ends
     // it with `_exit`, so it runs none of the parent's destructors. The
     // locks it could need (stdout, stderr, the table) are held by this
     // thread, hence by the child's only thread. What other threads of the
@@ -64,7 +63,6 @@ pub(crate) fn start(
             drop(table);
             drop(stderr);
             drop(stdout);
-            let work = Work::Closure(target);
             Err((work, Error::os("fork", e)))
         }
         Ok(Forked::Child) => {
@@ -78,7 +76,7 @@ pub(crate) fn start(
             drop(table);
             drop(stderr);
             drop(stdout);
-            exit::run_child(target, launch.name)
+            work.run_in_child(launch.name)
         }
         Ok(Forked::Parent(pid)) => {
             let mut cell = ChildCell::new(pid);
@@ -93,7 +91,7 @@ pub(crate) fn start(
             drop(stdout);
             // Dropped only now, with no lock held: its captures' destructors
             // are the caller's code and may start or reap processes.
-            drop(target);
+            drop(work);
             drop(me);
             Ok(child)
         }

@@ -17,13 +17,19 @@
 //! # Protocol
 //!
 //! The parent and the server share a `SOCK_SEQPACKET` socket pair. For
-//! each child the parent sends one message: `"MPFORK1"`, a count and, for
-//! each descriptor to pass on, the number it must have in the child; with
-//! it, by `SCM_RIGHTS`, a fresh socket for this child's status, the launch
-//! payload (see `launch`) and those descriptors (stdin, stdout, stderr,
-//! every memfd segment, the daemon lifeline, a pidfd of the parent). The
-//! server forks; the child moves each descriptor to its number (so handle
-//! texts made in the parent resolve unchanged), closes everything else and
+//! each child the parent sends a request: a first message, `"MPFORK2"`,
+//! the total number of descriptors to pass on, how many of them travel in
+//! this message and, for each of those, the number it must have in the
+//! child; with it, by `SCM_RIGHTS`, a fresh socket for this child's status,
+//! the launch payload (see `launch`) and the first descriptors to pass on
+//! (stdin, stdout, stderr, every memfd segment, the daemon lifeline, a
+//! pidfd of the parent). One message carries at most `SCM_MAX_FD` (253)
+//! descriptors, so when there are more, continuation messages follow
+//! (`"MPMORE2"`, a count, the numbers, the descriptors) until all arrived;
+//! the parent sends them all under the server's lock, so the messages of
+//! two requests never interleave. The server forks; the child moves each
+//! descriptor to its number (so handle texts made in the parent resolve
+//! unchanged), closes everything else and
 //! runs the entry. The server answers on the status socket with `"MPOK"`,
 //! the pid and (by `SCM_RIGHTS`) a pidfd of the child, and when it reaped
 //! the child, with its exit code (`i32`). That socket is what the parent's
@@ -32,6 +38,15 @@
 //! The server exits once the parent closed its end of the pair (the parent
 //! exited, however) and every child it forked has ended. A fork child of
 //! the parent that starts forkserver children starts its own server.
+//!
+//! # Signals
+//!
+//! A Ctrl-C in a terminal sends SIGINT to the whole foreground process
+//! group, which includes the server. The server ignores SIGINT (as
+//! CPython's does), so it keeps serving for a parent that survives the
+//! Ctrl-C; each child starts with SIGINT as the server found it (its
+//! default action, unless the parent ignored it), so children still end on
+//! Ctrl-C as fork and spawn children do.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -46,7 +61,8 @@ use crate::error::{Error, Result};
 use crate::shm;
 use crate::sys::{self, Forked};
 
-const REQUEST_MAGIC: &[u8] = b"MPFORK1";
+const REQUEST_MAGIC: &[u8] = b"MPFORK2";
+const MORE_MAGIC: &[u8] = b"MPMORE2";
 const REPLY_OK: &[u8] = b"MPOK";
 const REPLY_ERR: &[u8] = b"MPER";
 
@@ -90,11 +106,17 @@ impl Server {
     }
 }
 
-/// Sends a request, starting the server first if there is none (or the one
-/// there was died).
-fn send_request(data: &[u8], fds: &[BorrowedFd<'_>]) -> Result<()> {
+/// One message of a request: its bytes and the descriptors it carries.
+type Message<'a> = (Vec<u8>, Vec<BorrowedFd<'a>>);
+
+/// Sends the messages of a request, back to back under the server's lock,
+/// starting the server first if there is none (or the one there was died).
+fn send_request(messages: &[Message<'_>]) -> Result<()> {
     let mut server = SERVER.lock().unwrap_or_else(PoisonError::into_inner);
-    if server.as_ref().is_some_and(|s| s.owner != sys::getpid()) {
+    if server
+        .as_ref()
+        .is_some_and(|s| s.owner != sys::current_ids().0)
+    {
         // Inherited from the parent by fork: not ours to use or reap.
         *server = None;
     }
@@ -103,10 +125,14 @@ fn send_request(data: &[u8], fds: &[BorrowedFd<'_>]) -> Result<()> {
             Some(s) => s,
             None => server.insert(Server::spawn()?),
         };
-        match sys::sendmsg_fds(current.control.as_fd(), data, fds) {
-            Ok(_) => return Ok(()),
+        let sent = messages.iter().try_for_each(|(data, fds)| {
+            sys::sendmsg_fds(current.control.as_fd(), data, fds).map(drop)
+        });
+        match sent {
+            Ok(()) => return Ok(()),
             Err(e) if attempt == 0 => {
-                // The server died: start another once.
+                // The server died: start another once. (A server that got
+                // only part of a request died with it.)
                 let _ = e;
                 if let Some(old) = server.take() {
                     old.retire();
@@ -116,6 +142,47 @@ fn send_request(data: &[u8], fds: &[BorrowedFd<'_>]) -> Result<()> {
         }
     }
     unreachable!("the second attempt returns")
+}
+
+/// The messages of a request passing `passed` (the numbers, each open in
+/// this process) with `status` and `payload` in front.
+///
+/// # Safety
+///
+/// - Every number in `passed` must stay open until the messages are sent.
+unsafe fn request<'a>(
+    status: BorrowedFd<'a>,
+    payload: BorrowedFd<'a>,
+    passed: &[i32],
+) -> Vec<Message<'a>> {
+    let first = passed.len().min(sys::MAX_PASSED_FDS - 2);
+    let chunks =
+        std::iter::once(&passed[..first]).chain(passed[first..].chunks(sys::MAX_PASSED_FDS));
+    chunks
+        .enumerate()
+        .map(|(i, chunk)| {
+            let mut data = if i == 0 {
+                let mut d = REQUEST_MAGIC.to_vec();
+                d.extend_from_slice(&(passed.len() as u32).to_le_bytes());
+                d
+            } else {
+                MORE_MAGIC.to_vec()
+            };
+            data.extend_from_slice(&(chunk.len() as u32).to_le_bytes());
+            let mut fds = if i == 0 {
+                vec![status, payload]
+            } else {
+                Vec::new()
+            };
+            for fd in chunk {
+                data.extend_from_slice(&fd.to_le_bytes());
+                // SAFETY: open until the messages are sent (the caller's
+                // contract).
+                fds.push(unsafe { BorrowedFd::borrow_raw(*fd) });
+            }
+            (data, fds)
+        })
+        .collect()
 }
 
 /// Starts a child through the fork server; on failure `work` comes back.
@@ -131,7 +198,7 @@ fn start_child(work: &Work, launch: Launch<'_>) -> Result<Arc<ChildCell>> {
     spawn::require_init(StartMethod::ForkServer)?;
     let lifeline = launch.daemon.then(lifeline::new).transpose()?;
     let lifeline_fd = lifeline.as_ref().map_or(-1, |(_, r)| r.as_raw_fd());
-    let me = sys::pidfd_open(sys::getpid()).map_err(|e| Error::os("pidfd_open(self)", e))?;
+    let me = sys::pidfd_open(sys::current_ids().0).map_err(|e| Error::os("pidfd_open(self)", e))?;
     let spec = launch.spec(
         work,
         StartMethod::ForkServer,
@@ -154,27 +221,12 @@ fn start_child(work: &Work, launch: Launch<'_>) -> Result<Arc<ChildCell>> {
     // when stdin was closed): pass it once.
     passed.sort_unstable();
     passed.dedup();
-    if passed.len() + 2 > sys::MAX_PASSED_FDS {
-        return Err(Error::TooLarge {
-            len: passed.len() + 2,
-            max: sys::MAX_PASSED_FDS,
-        });
-    }
-    let mut data = REQUEST_MAGIC.to_vec();
-    data.extend_from_slice(&(passed.len() as u32).to_le_bytes());
-    for fd in &passed {
-        data.extend_from_slice(&fd.to_le_bytes());
-    }
     // SAFETY: every number in `passed` was checked open (stdio) or is held
     // by a live owner in this process (segments in the registry, the
-    // lifeline and `me` above) for the duration of the send.
-    let borrowed: Vec<BorrowedFd<'_>> = passed
-        .iter()
-        .map(|fd| unsafe { BorrowedFd::borrow_raw(*fd) })
-        .collect();
-    let mut fds = vec![theirs.as_fd(), payload.as_fd()];
-    fds.extend(borrowed);
-    send_request(&data, &fds)?;
+    // lifeline and `me` above) until the request is sent.
+    let messages = unsafe { request(theirs.as_fd(), payload.as_fd(), &passed) };
+    send_request(&messages)?;
+    drop(messages);
     // Only the server holds the other end now: if it dies, we see EOF.
     drop(theirs);
 
@@ -186,7 +238,7 @@ fn start_child(work: &Work, launch: Launch<'_>) -> Result<Arc<ChildCell>> {
         (8, REPLY_OK) if got.len() == 1 && value > 0 => {}
         (8, REPLY_ERR) => {
             return Err(Error::os(
-                "fork in the forkserver",
+                "the forkserver could not start the child",
                 std::io::Error::from_raw_os_error(value),
             ));
         }
@@ -225,6 +277,11 @@ struct Served {
 /// Runs the server on the control socket `fd` (from [`FORKSERVER_ENV`]);
 /// never returns.
 pub(crate) fn serve(control: OwnedFd) -> ! {
+    // A Ctrl-C goes to the whole foreground process group, the server
+    // included: it must not end the server under its parent, which decides
+    // itself what a Ctrl-C means (as CPython's forkserver, it is ignored
+    // here, and children start with SIGINT as the server found it).
+    let sigint_was_ignored = sys::sigaction_ignore(libc::SIGINT, true).unwrap_or(false);
     // Each child gets the parent's stdio of the moment with its request; the
     // server lets go of the stdio it was started with, so that a pipe the
     // parent writes to (`prog | head`) sees its end when the parent exits.
@@ -251,17 +308,19 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
             sys::exit_immediately(1);
         };
         drop(watched);
-        if control.is_some() && ready[children.len()] {
+        // The children polled; a child started just below was not.
+        let polled = children.len();
+        if control.is_some() && ready[polled] {
             let open = control
                 .as_ref()
-                .is_some_and(|c| serve_request(c.as_fd(), &mut children));
+                .is_some_and(|c| serve_request(c.as_fd(), &mut children, sigint_was_ignored));
             if !open {
                 control = None;
             }
         }
         let mut i = 0;
         children.retain(|child| {
-            let was_ready = ready.get(i).copied().unwrap_or(false);
+            let was_ready = i < polled && ready[i];
             i += 1;
             if !was_ready {
                 return true;
@@ -281,23 +340,50 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
 }
 
 /// Reads one request and forks its child. Returns false at end of file.
-fn serve_request(control: BorrowedFd<'_>, children: &mut Vec<Served>) -> bool {
-    let mut data = vec![0u8; REQUEST_MAGIC.len() + 4 + 4 * sys::MAX_PASSED_FDS];
+fn serve_request(
+    control: BorrowedFd<'_>,
+    children: &mut Vec<Served>,
+    sigint_was_ignored: bool,
+) -> bool {
+    let mut data = vec![0u8; REQUEST_MAGIC.len() + 8 + 4 * sys::MAX_PASSED_FDS];
     let (n, mut fds) = match sys::recvmsg_fds(control, &mut data, sys::MAX_PASSED_FDS) {
         Ok((0, fds)) if fds.is_empty() => return false,
         Ok(got) => got,
         // A malformed message is dropped (its descriptors closed).
         Err(_) => return true,
     };
-    let Some(targets) = parse_request(&data[..n], fds.len()) else {
+    let Some((total, mut targets)) = parse_first(&data[..n], fds.len()) else {
         return true;
     };
     let status = fds.remove(0);
     let payload = fds.remove(0);
+    while targets.len() < total {
+        let more = sys::recvmsg_fds(control, &mut data, sys::MAX_PASSED_FDS);
+        let parsed = match &more {
+            Ok((n, got)) if *n > 0 => parse_more(&data[..*n], got.len()),
+            _ => None,
+        };
+        let (Some(numbers), Ok((_, got))) = (parsed, more) else {
+            // Cut short (the parent died, or this server ran out of
+            // descriptors: EMFILE truncates a message): nothing starts.
+            reply_error(&status, libc::EMFILE);
+            return true;
+        };
+        targets.extend(numbers);
+        fds.extend(got);
+    }
+    if targets.len() != total || !distinct_and_in_range(&targets) {
+        reply_error(&status, libc::EPROTO);
+        return true;
+    }
     // SAFETY: the server has a single thread (it is a fresh run of the
     // program that only serves), so the child may do anything.
     match unsafe { sys::fork() } {
         Ok(Forked::Child) => {
+            // SIGINT as the server found it (see `serve`).
+            if !sigint_was_ignored {
+                let _ = sys::sigaction_ignore(libc::SIGINT, false);
+            }
             let payload = relocate(payload, fds, &targets);
             match LaunchSpec::from_fd(payload) {
                 Ok(spec) => spec.run(),
@@ -308,20 +394,24 @@ fn serve_request(control: BorrowedFd<'_>, children: &mut Vec<Served>) -> bool {
                 }
             }
         }
-        Ok(Forked::Parent(pid)) => match sys::pidfd_open(pid) {
-            Ok(pidfd) => {
-                let mut reply = REPLY_OK.to_vec();
-                reply.extend_from_slice(&pid.to_le_bytes());
-                let _ = sys::sendmsg_fds(status.as_fd(), &reply, &[pidfd.as_fd()]);
-                children.push(Served { pid, pidfd, status });
+        Ok(Forked::Parent(pid)) => {
+            drop(fds);
+            drop(payload);
+            match sys::pidfd_open(pid) {
+                Ok(pidfd) => {
+                    let mut reply = REPLY_OK.to_vec();
+                    reply.extend_from_slice(&pid.to_le_bytes());
+                    let _ = sys::sendmsg_fds(status.as_fd(), &reply, &[pidfd.as_fd()]);
+                    children.push(Served { pid, pidfd, status });
+                }
+                Err(e) => {
+                    // Cannot watch it: take it back at once.
+                    let _ = sys::kill(pid, libc::SIGKILL);
+                    let _ = sys::waitpid(pid, false);
+                    reply_error(&status, e.raw_os_error().unwrap_or(libc::ENOSYS));
+                }
             }
-            Err(e) => {
-                // Cannot watch it: take it back at once.
-                let _ = sys::kill(pid, libc::SIGKILL);
-                let _ = sys::waitpid(pid, false);
-                reply_error(&status, e.raw_os_error().unwrap_or(libc::ENOSYS));
-            }
-        },
+        }
         Err(e) => reply_error(&status, e.raw_os_error().unwrap_or(libc::EAGAIN)),
     }
     true
@@ -333,79 +423,116 @@ fn reply_error(status: &OwnedFd, errno: i32) {
     let _ = sys::send_nosignal(status.as_fd(), &reply);
 }
 
-/// The target numbers of a request carrying `fd_count` descriptors
-/// (status socket and payload first), or `None` if malformed.
-fn parse_request(data: &[u8], fd_count: usize) -> Option<Vec<i32>> {
+/// The total count and the target numbers of the first message of a
+/// request carrying `fd_count` descriptors (status socket and payload
+/// first), or `None` if malformed.
+fn parse_first(data: &[u8], fd_count: usize) -> Option<(usize, Vec<i32>)> {
     let rest = data.strip_prefix(REQUEST_MAGIC)?;
-    let count = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-    let numbers = rest.get(4..)?;
-    if numbers.len() != 4 * count || fd_count != count + 2 {
+    let total = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    let targets = parse_numbers(&rest[4..], fd_count.checked_sub(2)?)?;
+    (targets.len() <= total).then_some((total, targets))
+}
+
+/// The target numbers of a continuation message carrying `fd_count`
+/// descriptors, or `None` if malformed.
+fn parse_more(data: &[u8], fd_count: usize) -> Option<Vec<i32>> {
+    parse_numbers(data.strip_prefix(MORE_MAGIC)?, fd_count)
+}
+
+/// A count, then that many `i32` numbers, one per descriptor carried.
+fn parse_numbers(data: &[u8], fd_count: usize) -> Option<Vec<i32>> {
+    let count = u32::from_le_bytes(data.get(..4)?.try_into().ok()?) as usize;
+    let numbers = data.get(4..)?;
+    if numbers.len() != 4 * count || fd_count != count {
         return None;
     }
-    let targets: Vec<i32> = numbers
-        .chunks_exact(4)
-        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    let mut sorted = targets.clone();
+    Some(
+        numbers
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    )
+}
+
+/// Whether no number is there twice and each is a plausible descriptor.
+fn distinct_and_in_range(targets: &[i32]) -> bool {
+    let mut sorted = targets.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
-    (sorted.len() == targets.len() && targets.iter().all(|t| (0..1 << 20).contains(t)))
-        .then_some(targets)
+    sorted.len() == targets.len() && targets.iter().all(|t| (0..1 << 20).contains(t))
 }
 
 /// In the server's new child: gives each of `fds` the number in
-/// `targets`, closes every other descriptor, and returns the payload.
+/// `targets`, closes every other descriptor, and returns the payload (at
+/// whatever number it ends up).
+///
+/// Works in place: a descriptor that sits on the target of another is
+/// moved to the lowest free number first. So it never holds more than one
+/// descriptor beyond those passed and never needs a number above them: a
+/// request that fits the descriptor limit of the parent fits in the child
+/// (which has the same limit: the server inherited it).
 fn relocate(payload: OwnedFd, fds: Vec<OwnedFd>, targets: &[i32]) -> OwnedFd {
+    use std::os::fd::FromRawFd;
     let die = |what: &str| -> ! {
         use std::io::Write;
         let _ = writeln!(std::io::stderr(), "forkserver child: {what}");
         sys::exit_immediately(1)
     };
-    // Above every target and every descriptor we hold now.
-    let high = targets
-        .iter()
-        .copied()
-        .chain(fds.iter().map(|f| f.as_raw_fd()))
-        .chain([payload.as_raw_fd()])
-        .max()
-        .unwrap_or(0)
-        + 1;
-    let moved: Vec<OwnedFd> = fds
-        .iter()
-        .map(|fd| sys::fcntl_dupfd_cloexec(fd.as_fd(), high).unwrap_or_else(|_| die("dup")))
-        .collect();
-    let moved_payload =
-        sys::fcntl_dupfd_cloexec(payload.as_fd(), high).unwrap_or_else(|_| die("dup"));
-    // The originals are closed by the close_range below, so their owners
-    // must never close them again (the numbers get reused).
-    std::mem::forget(fds);
-    std::mem::forget(payload);
-    let payload = moved_payload;
-    let mut keep: Vec<i32> = moved.iter().map(|f| f.as_raw_fd()).collect();
-    keep.push(payload.as_raw_fd());
-    keep.sort_unstable();
-    // Close everything but `keep`: the server's sockets, pidfds and the
-    // originals (the `OwnedFd`s for those are forgotten, never dropped).
+    // Slot `targets.len()` is the payload, which has no target.
+    let mut held = fds;
+    held.push(payload);
+    let mut open: Vec<i32> = held.iter().map(|f| f.as_raw_fd()).collect();
+    open.sort_unstable();
+    // Close everything else: the server's stdio (/dev/null), sockets and
+    // pidfds, owned by values this child never drops or uses (it runs the
+    // entry and `_exit`s).
     let mut next = 0u32;
-    for &fd in &keep {
-        // SAFETY: a fresh fork child of the single-threaded server; the
-        // descriptors closed here are never used again (see below).
+    for &fd in &open {
+        // SAFETY: a fresh fork child of the single-threaded server; none of
+        // the descriptors closed here is used again (see above).
         unsafe { sys::close_range(next, fd as u32 - 1) };
         next = fd as u32 + 1;
     }
     // SAFETY: as above.
     unsafe { sys::close_range(next, u32::MAX) };
-    for (fd, &target) in moved.iter().zip(targets) {
-        if sys::dup2(fd.as_fd(), target).is_err() {
-            die("dup2");
-        }
-        if target > 2 {
-            // SAFETY: `target` was just made a copy of `fd`; borrowed for
-            // the call.
-            let _ = sys::set_cloexec(unsafe { BorrowedFd::borrow_raw(target) }, true);
+    // Which slot of `held` is at each number, for those still to be placed.
+    let mut slot_at: std::collections::HashMap<i32, usize> = held
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.as_raw_fd(), i))
+        .collect();
+    for (i, &target) in targets.iter().enumerate() {
+        let current = held[i].as_raw_fd();
+        slot_at.remove(&current);
+        if current != target {
+            if let Some(j) = slot_at.remove(&target) {
+                // Another one still to be placed (or the payload) sits on
+                // the target: out of the way, to the lowest free number.
+                let moved =
+                    sys::fcntl_dupfd_cloexec(held[j].as_fd(), 0).unwrap_or_else(|_| die("dup"));
+                slot_at.insert(moved.as_raw_fd(), j);
+                // Closes the copy at `target`.
+                held[j] = moved;
+            }
+            if sys::dup2(held[i].as_fd(), target).is_err() {
+                die("dup2");
+            }
+            // SAFETY: dup2 just made `target` a new descriptor that nothing
+            // else owns; assigning it closes the one at `current`.
+            held[i] = unsafe { OwnedFd::from_raw_fd(target) };
+            // dup2 cleared close-on-exec: stdio (0 to 2) is inherited by
+            // programs the child execs, the rest is not. (Received ones
+            // left in place are close-on-exec already, and never at 0 to
+            // 2, which the server's /dev/null held when they arrived.)
+            if target > 2 {
+                let _ = sys::set_cloexec(held[i].as_fd(), true);
+            }
         }
     }
-    drop(moved);
+    let payload = held.pop().expect("the payload is the last slot");
+    // The placed descriptors stay open, at their numbers, for the life of
+    // the child (handle texts name them).
+    std::mem::forget(held);
     payload
 }
 
@@ -413,9 +540,15 @@ fn relocate(payload: OwnedFd, fds: Vec<OwnedFd>, targets: &[i32]) -> OwnedFd {
 mod tests {
     use super::*;
 
-    fn request(targets: &[i32]) -> Vec<u8> {
+    fn first(total: usize, targets: &[i32]) -> Vec<u8> {
         let mut data = REQUEST_MAGIC.to_vec();
-        data.extend_from_slice(&(targets.len() as u32).to_le_bytes());
+        data.extend_from_slice(&(total as u32).to_le_bytes());
+        data.extend_from_slice(&numbers(targets));
+        data
+    }
+
+    fn numbers(targets: &[i32]) -> Vec<u8> {
+        let mut data = (targets.len() as u32).to_le_bytes().to_vec();
         for t in targets {
             data.extend_from_slice(&t.to_le_bytes());
         }
@@ -425,22 +558,107 @@ mod tests {
     #[test]
     fn well_formed_requests_parse() {
         assert_eq!(
-            parse_request(&request(&[0, 1, 2, 7]), 6),
-            Some(vec![0, 1, 2, 7])
+            parse_first(&first(4, &[0, 1, 2, 7]), 6),
+            Some((4, vec![0, 1, 2, 7]))
         );
-        assert_eq!(parse_request(&request(&[]), 2), Some(vec![]));
+        assert_eq!(parse_first(&first(0, &[]), 2), Some((0, vec![])));
+        assert_eq!(parse_first(&first(300, &[5]), 3), Some((300, vec![5])));
+        let mut more = MORE_MAGIC.to_vec();
+        more.extend_from_slice(&numbers(&[8, 9]));
+        assert_eq!(parse_more(&more, 2), Some(vec![8, 9]));
+        assert!(distinct_and_in_range(&[0, 1, 2, 7]));
     }
 
     #[test]
     fn malformed_requests_are_refused() {
-        // Wrong magic, truncated, descriptor count not matching.
-        assert_eq!(parse_request(b"MPFORK2\x00\x00\x00\x00", 2), None);
-        assert_eq!(parse_request(&request(&[3])[..10], 3), None);
-        assert_eq!(parse_request(&request(&[3]), 2), None);
-        assert_eq!(parse_request(&request(&[3]), 4), None);
+        // Wrong magic, truncated, descriptor count not matching, more in
+        // the message than in the whole request.
+        assert_eq!(
+            parse_first(b"MPFORK1\x00\x00\x00\x00\x00\x00\x00\x00", 2),
+            None
+        );
+        assert_eq!(parse_first(&first(1, &[3])[..14], 3), None);
+        assert_eq!(parse_first(&first(1, &[3]), 2), None);
+        assert_eq!(parse_first(&first(1, &[3]), 4), None);
+        assert_eq!(parse_first(&first(1, &[3]), 1), None);
+        assert_eq!(parse_first(&first(1, &[3, 4]), 4), None);
+        assert_eq!(parse_more(&first(1, &[3]), 1), None);
+        let mut more = MORE_MAGIC.to_vec();
+        more.extend_from_slice(&numbers(&[8, 9]));
+        assert_eq!(parse_more(&more, 1), None);
         // The same target twice, a negative or huge target.
-        assert_eq!(parse_request(&request(&[3, 3]), 4), None);
-        assert_eq!(parse_request(&request(&[-1]), 3), None);
-        assert_eq!(parse_request(&request(&[1 << 20]), 3), None);
+        assert!(!distinct_and_in_range(&[3, 3]));
+        assert!(!distinct_and_in_range(&[-1]));
+        assert!(!distinct_and_in_range(&[1 << 20]));
+    }
+
+    #[test]
+    fn relocate_permutes_in_place() {
+        use std::io::{Read, Write};
+        use std::os::fd::FromRawFd;
+        use std::os::unix::fs::FileExt;
+        let pipes: Vec<(OwnedFd, OwnedFd)> = (0..5).map(|_| sys::pipe().unwrap()).collect();
+        let payload = sys::memfd_create("relocate-test").unwrap();
+        let payload_copy = std::fs::File::from(sys::dup_cloexec(payload.as_fd()).unwrap());
+        // SAFETY: the child only moves descriptors, writes and `_exit`s.
+        match unsafe { sys::fork() }.unwrap() {
+            Forked::Child => {
+                let fds: Vec<OwnedFd> = pipes
+                    .iter()
+                    .map(|(_, w)| sys::dup_cloexec(w.as_fd()).unwrap())
+                    .collect();
+                let at: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
+                // Write end `i` goes to `targets[i]`: a cycle of three, one
+                // left in place, one onto the payload, which must move.
+                let targets = [at[1], at[2], at[0], at[3], payload.as_raw_fd()];
+                let payload = relocate(payload, fds, &targets);
+                for (i, &t) in targets.iter().enumerate() {
+                    // SAFETY: relocate left a descriptor at each target; it
+                    // is never closed here (ManuallyDrop).
+                    let mut pipe = std::mem::ManuallyDrop::new(std::fs::File::from(unsafe {
+                        OwnedFd::from_raw_fd(t)
+                    }));
+                    if pipe.write_all(&[i as u8]).is_err() {
+                        sys::exit_immediately(10 + i as i32);
+                    }
+                }
+                let ok = std::fs::File::from(payload).write_all_at(b"P", 0).is_ok();
+                sys::exit_immediately(if ok { 0 } else { 20 });
+            }
+            Forked::Parent(pid) => {
+                assert_eq!(
+                    sys::waitpid(pid, false).unwrap(),
+                    Some(sys::ChildStatus::Exited(0))
+                );
+                for (i, (r, w)) in pipes.into_iter().enumerate() {
+                    drop(w);
+                    let mut got = Vec::new();
+                    std::fs::File::from(r).read_to_end(&mut got).unwrap();
+                    assert_eq!(got, [i as u8], "pipe {i}");
+                }
+                let mut byte = [0u8];
+                payload_copy.read_exact_at(&mut byte, 0).unwrap();
+                assert_eq!(&byte, b"P");
+            }
+        }
+    }
+
+    #[test]
+    fn requests_are_cut_into_messages_that_fit() {
+        let (a, _b) = sys::socketpair_seqpacket().unwrap();
+        let open: Vec<i32> = vec![a.as_raw_fd(); 600];
+        // SAFETY: `a` stays open until the messages are dropped.
+        let messages = unsafe { request(a.as_fd(), a.as_fd(), &open) };
+        let counts: Vec<usize> = messages.iter().map(|(_, fds)| fds.len()).collect();
+        assert_eq!(counts, [253, 253, 96]);
+        assert_eq!(
+            parse_first(&messages[0].0, 253),
+            Some((600, vec![a.as_raw_fd(); 251]))
+        );
+        assert_eq!(parse_more(&messages[2].0, 96).map(|v| v.len()), Some(96));
+        // SAFETY: as above.
+        let small = unsafe { request(a.as_fd(), a.as_fd(), &[0, 1, 2]) };
+        assert_eq!(small.len(), 1);
+        assert_eq!(small[0].1.len(), 5);
     }
 }

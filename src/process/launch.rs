@@ -13,8 +13,8 @@
 //! anywhere): every malformed payload is an [`Error::Invalid`].
 
 use std::fs::File;
-use std::io::{Read, Seek, Write};
-use std::os::fd::OwnedFd;
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
 
 use super::exit::Target;
 use super::registry::{self, Entry, MAX_ENTRY_NAME};
@@ -38,11 +38,15 @@ pub(crate) enum Work {
 }
 
 impl Work {
-    /// The closure that runs it in a fork child.
-    pub(crate) fn into_target(self) -> Target {
+    /// In a fork child: runs it and exits with its code, freeing nothing
+    /// (see [`exit::run_child`]): the argument bytes of an entry are only
+    /// borrowed, and a closure's box stays allocated (its captures are the
+    /// child's own and are dropped when it returns).
+    pub(crate) fn run_in_child(self, name: &str) -> ! {
         match self {
-            Work::Closure(target) => target,
-            Work::Entry { entry, arg, .. } => Box::new(move || entry.call(&arg)),
+            // By reference: called by value, the box would be freed.
+            Work::Closure(mut target) => exit::run_child(&mut *target, name),
+            Work::Entry { entry, arg, .. } => exit::run_child(|| entry.call(&arg), name),
         }
     }
 }
@@ -91,7 +95,7 @@ impl Launch<'_> {
             name: self.name.to_owned(),
             identity: self.identity.to_vec(),
             daemon: self.daemon,
-            parent_pid: sys::getpid(),
+            parent_pid: sys::current_ids().0,
             parent_name: children::lock().my_name(),
             lifeline_fd,
             parent_pidfd,
@@ -238,16 +242,21 @@ impl LaunchSpec {
         Ok(OwnedFd::from(file))
     }
 
-    /// Reads the payload from the start of `fd` (which is then closed).
+    /// Reads the payload from the start of `fd` (which is then closed):
+    /// `fstat` for its size, then one `pread`.
     pub(crate) fn from_fd(fd: OwnedFd) -> Result<LaunchSpec> {
-        let mut file = File::from(fd);
-        let mut data = Vec::new();
-        file.rewind()
-            .and_then(|()| {
-                Read::by_ref(&mut file)
-                    .take(MAX_PAYLOAD as u64 + 1)
-                    .read_to_end(&mut data)
-            })
+        use std::os::unix::fs::FileExt;
+        let len =
+            sys::fstat_size(fd.as_fd()).map_err(|e| Error::os("fstat of the launch payload", e))?;
+        if len > MAX_PAYLOAD as u64 {
+            return Err(Error::TooLarge {
+                len: usize::try_from(len).unwrap_or(usize::MAX),
+                max: MAX_PAYLOAD,
+            });
+        }
+        let mut data = vec![0u8; len as usize];
+        File::from(fd)
+            .read_exact_at(&mut data, 0)
             .map_err(|e| Error::os("reading the launch payload", e))?;
         LaunchSpec::decode(&data)
     }
@@ -291,8 +300,7 @@ impl LaunchSpec {
                 sys::exit_immediately(1);
             }
         };
-        let arg = self.arg;
-        exit::run_child(Box::new(move || entry.call(&arg)), &self.name)
+        exit::run_child(|| entry.call(&self.arg), &self.name)
     }
 }
 

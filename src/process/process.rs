@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::StartMethod;
 use super::children;
 use super::context;
-use super::exit::IntoExitCode;
+use super::exit::{self, IntoExitCode};
 use super::launch::{Launch, Work};
 use super::reaper::ChildCell;
 use super::registry;
@@ -68,7 +68,7 @@ impl Process {
         R: IntoExitCode,
     {
         Self::with_work(
-            Work::Closure(Box::new(move || target().into_exit_code())),
+            Work::Closure(exit::target(move || target().into_exit_code())),
             StartMethod::Fork,
         )
     }
@@ -236,8 +236,11 @@ impl Process {
     /// ```
     pub fn join(&self, timeout: Option<Duration>) -> Result<i32> {
         let child = self.started()?;
+        let code = child.wait(timeout);
+        // After the wait, when this child's code is known: the sweep then
+        // makes no syscall for it.
         children::lock().reap_finished();
-        child.wait(timeout)
+        code
     }
 
     /// Releases what this `Process` holds for its ended child (its pidfd

@@ -272,6 +272,9 @@ impl ChildCell {
     /// status socket for a served child); without a pidfd it polls `waitpid`
     /// with a pause that doubles from 1 ms up to 50 ms.
     pub(crate) fn wait(&self, timeout: Option<Duration>) -> Result<i32> {
+        if timeout.is_none() && matches!(self.reaper, Reaper::Waitpid) {
+            return self.wait_exited();
+        }
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut backoff = Duration::from_millis(1);
         let mut saw_readable = false;
@@ -284,15 +287,6 @@ impl ChildCell {
             };
             if let Some(code) = polled {
                 return Ok(code);
-            }
-            if timeout.is_none() && matches!(self.reaper, Reaper::Waitpid) {
-                // No deadline: sleep in `waitid` until it is a zombie (one
-                // wake-up, as a plain `waitpid` has), without reaping and
-                // without the state lock, so another thread can still signal
-                // it meanwhile; the poll above then reaps it. An error
-                // (ECHILD: reaped elsewhere) is found out by that poll too.
-                let _ = sys::waitid_exited_nowait(self.pid);
-                continue;
             }
             let left = match deadline {
                 None => None,
@@ -323,6 +317,26 @@ impl ChildCell {
                     std::thread::sleep(left.map_or(backoff, |l| l.min(backoff)));
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
+            }
+        }
+    }
+
+    /// `wait(None)` for a child of ours: sleeps in `waitid(WNOWAIT)` until
+    /// it is a zombie (one wake-up, as a plain `waitpid` has), without
+    /// reaping it and without the state lock, so another thread can still
+    /// signal it meanwhile; then reaps it under the lock. An error of
+    /// `waitid` (ECHILD: reaped elsewhere) is found out by that reap too.
+    /// Two syscalls when the child has yet to end, none once it was reaped.
+    fn wait_exited(&self) -> Result<i32> {
+        loop {
+            match *self.lock()? {
+                ChildState::Ended(code) => return Ok(code),
+                ChildState::Lost => return Err(self.lost()),
+                ChildState::Running => {}
+            }
+            let _ = sys::waitid_exited_nowait(self.pid);
+            if let Some(code) = self.poll()? {
+                return Ok(code);
             }
         }
     }

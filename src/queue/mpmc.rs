@@ -127,6 +127,14 @@ const fn next_lap(lap: u64) -> u64 {
     (lap + 1) & LAP_MASK
 }
 
+/// The error of a put or get that found its counter corrupt.
+fn corrupt_counter(which: &str) -> Error {
+    Error::Invalid(format!(
+        "corrupt queue: its `{which}` counter is laps away from its slot (the shared header \
+         was overwritten)"
+    ))
+}
+
 /// Bytes of object tail needed for `capacity` slots of `stride` bytes.
 pub(crate) const fn tail_bytes(capacity: u64, stride: u64) -> Option<u64> {
     capacity.checked_mul(size_of::<Slot>() as u64 + stride)
@@ -227,6 +235,9 @@ unsafe impl Sync for RawMpmc {}
 enum PutStop {
     Blocked(Blocked),
     Closed,
+    /// `tail` is two or more laps away from its slot: not a state the
+    /// protocol can reach, so the shared header was overwritten.
+    Corrupt,
 }
 
 /// Why a get could not complete now.
@@ -235,6 +246,8 @@ enum GetStop {
     Blocked(Blocked),
     Closed,
     TooSmall(usize),
+    /// As [`PutStop::Corrupt`], for `head`.
+    Corrupt,
 }
 
 impl RawMpmc {
@@ -372,13 +385,15 @@ impl RawMpmc {
                     },
                     _ => Blocked::Plain,
                 }));
-            } else {
+            } else if wl == next_lap(lap) {
                 // The slot moved past `pos` (it was cleared after its
                 // producer died before moving `tail`, or our `pos` is old).
                 // Relaxed: a hint, as above.
                 let _ = h
                     .tail
                     .compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
+            } else if self.counter_is_corrupt(&h.tail, pos, slot, w) {
+                return Err(PutStop::Corrupt);
             }
         }
     }
@@ -476,13 +491,32 @@ impl RawMpmc {
                 // Still the previous lap's message being read: nothing for
                 // `pos` yet.
                 return Err(stop_empty());
-            } else {
+            } else if wl == next_lap(lap) {
                 // Moved past `pos`: help `head` on. Relaxed: a hint.
                 let _ = h
                     .head
                     .compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
+            } else if self.counter_is_corrupt(&h.head, pos, slot, w) {
+                return Err(GetStop::Corrupt);
             }
         }
+    }
+
+    /// Whether `counter` (`tail` or `head`), read as `pos`, is corrupt: its
+    /// slot's word `w` is two or more laps away from `pos`'s lap. The
+    /// protocol keeps a slot within one lap of a counter that points at
+    /// it (a counter passes a position only after its slot moved on, and
+    /// a slot moves on only after a counter reached it), so that distance
+    /// is only possible when `pos` is old: both are read again, and if
+    /// neither moved, the shared header was overwritten. Without this, a
+    /// put or get would walk the counter forward one position per loop for
+    /// up to 2^40 laps, ignoring its deadline.
+    fn counter_is_corrupt(&self, counter: &AtomicU64, pos: u64, slot: &Slot, w: u64) -> bool {
+        // SeqCst: the re-reads come after the first ones in the single
+        // order, so an old `pos` shows as a changed counter.
+        fence(Ordering::SeqCst);
+        // Relaxed: ordered by the fence; only compared.
+        counter.load(Ordering::Relaxed) == pos && slot.word.load(Ordering::Relaxed) == w
     }
 
     /// Clears slot `i` from word `w` if its claimant died meanwhile.
@@ -518,6 +552,7 @@ impl RawMpmc {
         let attempt = || match self.try_put(msg) {
             Ok(()) => Ok(Ok(())),
             Err(PutStop::Closed) => Ok(Err(Error::Closed)),
+            Err(PutStop::Corrupt) => Ok(Err(corrupt_counter("tail"))),
             Err(PutStop::Blocked(b)) => Err(b),
         };
         common::wait_loop(&h.not_full, deadline, attempt, |i, w, _| {
@@ -532,6 +567,7 @@ impl RawMpmc {
         let attempt = || match self.try_get(buf) {
             Ok(n) => Ok(Ok(n)),
             Err(GetStop::Closed) => Ok(Err(Error::Closed)),
+            Err(GetStop::Corrupt) => Ok(Err(corrupt_counter("head"))),
             Err(GetStop::TooSmall(len)) => Ok(Err(Error::TooLarge {
                 len,
                 max: buf.len(),
@@ -612,5 +648,185 @@ impl RawMpmc {
                 return true;
             }
         }
+    }
+}
+
+/// The algorithm alone, over heap memory (no segment, no syscall on the
+/// paths taken): small enough for Miri (`scripts/sanitizers miri`).
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::alloc::{Layout, alloc_zeroed, dealloc};
+    use std::time::Duration;
+
+    /// A queue whose header and tail live in heap allocations.
+    struct HeapQueue {
+        raw: RawMpmc,
+        header: *mut QueueHeader,
+        tail: *mut u8,
+        layout: Layout,
+    }
+
+    // SAFETY: as RawMpmc; the allocations are freed only in Drop.
+    unsafe impl Sync for HeapQueue {}
+
+    impl HeapQueue {
+        fn new(capacity: usize, max_msg: usize) -> HeapQueue {
+            let header = Box::into_raw(Box::new(QueueHeader::new(capacity, max_msg, 0).unwrap()));
+            // SAFETY: just allocated, valid.
+            let len = unsafe { &*header }.tail_len();
+            let layout = Layout::from_size_align(len.max(64), 64).unwrap();
+            // SAFETY: a non-zero size.
+            let tail = unsafe { alloc_zeroed(layout) };
+            // SAFETY: the header is checked by `new`; the zeroed tail holds
+            // `capacity` empty slots and the data areas, 64-aligned, alive
+            // until Drop.
+            let raw =
+                unsafe { RawMpmc::new(NonNull::new(header).unwrap(), NonNull::new(tail).unwrap()) };
+            HeapQueue {
+                raw,
+                header,
+                tail,
+                layout,
+            }
+        }
+    }
+
+    impl Drop for HeapQueue {
+        fn drop(&mut self) {
+            // SAFETY: allocated in `new` with these layouts, freed once.
+            unsafe {
+                dealloc(self.tail, self.layout);
+                drop(Box::from_raw(self.header));
+            }
+        }
+    }
+
+    const NOW: Option<Instant> = None;
+
+    #[test]
+    fn positions_wrap_through_many_laps_in_order() {
+        let q = HeapQueue::new(3, 9);
+        let mut buf = [0u8; 9];
+        for i in 0..50u8 {
+            let msg = [i; 9];
+            let len = 1 + usize::from(i) % 9;
+            q.raw.put(&msg[..len], NOW).unwrap();
+            if i % 2 == 0 {
+                q.raw.put(&msg[..len], NOW).unwrap();
+                assert_eq!(q.raw.get(&mut buf, NOW).unwrap(), len);
+            }
+            assert_eq!(q.raw.get(&mut buf, NOW).unwrap(), len);
+            assert!(buf[..len].iter().all(|b| *b == i));
+        }
+        assert_eq!(q.raw.len(), 0);
+    }
+
+    /// Regression: a `tail` or `head` overwritten with garbage made a put
+    /// or get (even a try-once) loop for up to 2^40 laps; now both fail
+    /// with `Invalid` and the queue works again once the counter is right.
+    #[test]
+    fn overwritten_counters_are_errors_not_endless_loops() {
+        let q = HeapQueue::new(4, 8);
+        let once = crate::queue::try_once();
+        let mut buf = [0u8; 8];
+        // SAFETY: the header lives until `q` drops.
+        let h = unsafe { &*q.header };
+        for garbage in [(1u64 << 36) + 5, 4 * 7 + 1, u64::MAX / 3] {
+            h.tail.store(garbage, Ordering::Relaxed);
+            assert!(matches!(q.raw.put(b"x", once), Err(Error::Invalid(m)) if m.contains("tail")));
+            h.tail.store(0, Ordering::Relaxed);
+            h.head.store(garbage, Ordering::Relaxed);
+            assert!(
+                matches!(q.raw.get(&mut buf, once), Err(Error::Invalid(m)) if m.contains("head"))
+            );
+            h.head.store(0, Ordering::Relaxed);
+        }
+        q.raw.put(b"ok", once).unwrap();
+        assert_eq!(q.raw.get(&mut buf, once).unwrap(), 2);
+    }
+
+    #[test]
+    fn full_empty_too_large_and_closed() {
+        let q = HeapQueue::new(2, 4);
+        let once = crate::queue::try_once();
+        q.raw.put(b"a", once).unwrap();
+        q.raw.put(b"bb", once).unwrap();
+        assert!(matches!(q.raw.put(b"c", once), Err(Error::Full)));
+        assert!(matches!(
+            q.raw.put(b"12345", once),
+            Err(Error::TooLarge { .. })
+        ));
+        let mut small = [0u8; 1];
+        let mut buf = [0u8; 4];
+        assert_eq!(q.raw.get(&mut small, once).unwrap(), 1);
+        assert!(matches!(
+            q.raw.get(&mut small, once),
+            Err(Error::TooLarge { len: 2, .. })
+        ));
+        q.raw.close();
+        assert!(matches!(q.raw.put(b"d", once), Err(Error::Closed)));
+        assert_eq!(q.raw.get(&mut buf, once).unwrap(), 2);
+        assert!(matches!(q.raw.get(&mut buf, once), Err(Error::Closed)));
+    }
+
+    // Not under Miri: a waiter stuck behind a claim asks /proc whether the
+    // claimant's thread lives, and Miri's thread ids are not the kernel's,
+    // so a live claimant would read as dead.
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn two_producers_two_consumers_exactly_once() {
+        let q = HeapQueue::new(2, 8);
+        let per = 5_000u64;
+        let deadline = || Some(Instant::now() + Duration::from_secs(30));
+        let seen: Vec<std::sync::atomic::AtomicU8> = (0..2 * per)
+            .map(|_| std::sync::atomic::AtomicU8::new(0))
+            .collect();
+        std::thread::scope(|s| {
+            for p in 0..2 {
+                let q = &q;
+                s.spawn(move || {
+                    for i in 0..per {
+                        q.raw.put(&(p * per + i).to_le_bytes(), deadline()).unwrap();
+                    }
+                });
+            }
+            let consumers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (q, seen) = (&q, &seen);
+                    s.spawn(move || {
+                        let mut buf = [0u8; 8];
+                        loop {
+                            match q.raw.get(&mut buf, deadline()) {
+                                Ok(8) => {
+                                    let id = u64::from_le_bytes(buf) as usize;
+                                    // Relaxed: read after the scope joins.
+                                    seen[id].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                }
+                                Err(Error::Closed) => return,
+                                other => panic!("get: {other:?}"),
+                            }
+                        }
+                    })
+                })
+                .collect();
+            // Close once both producers are done: every message was put.
+            while seen
+                .iter()
+                .map(|c| u64::from(c.load(std::sync::atomic::Ordering::Relaxed)))
+                .sum::<u64>()
+                < 2 * per
+            {
+                std::thread::yield_now();
+            }
+            q.raw.close();
+            for c in consumers {
+                c.join().unwrap();
+            }
+        });
+        assert!(
+            seen.iter()
+                .all(|c| c.load(std::sync::atomic::Ordering::Relaxed) == 1)
+        );
     }
 }

@@ -118,12 +118,21 @@ impl Handle {
                 if *fd < 0 {
                     return Err(Error::Invalid(format!("descriptor {fd} is negative")));
                 }
+                let number = *fd;
                 // SAFETY: only borrowed for the fcntl below, which fails
                 // with EBADF if `fd` is not open; the dup is ours to own.
-                let borrowed = unsafe { BorrowedFd::borrow_raw(*fd) };
+                let borrowed = unsafe { BorrowedFd::borrow_raw(number) };
                 let fd = sys::dup_cloexec(borrowed).map_err(|e| {
                     Error::NotFound(format!("memfd descriptor {fd} of the handle: {e}"))
                 })?;
+                // A file whose size can change under our mapping could be
+                // shrunk by whoever holds it, and a later access would be
+                // SIGBUS: every memfd segment we create is sealed.
+                if !sys::is_size_sealed(fd.as_fd()).map_err(|e| Error::os("F_GET_SEALS", e))? {
+                    return Err(Error::Invalid(format!(
+                        "descriptor {number} is not a multiproc segment (its size is not sealed)"
+                    )));
+                }
                 Source::Memfd(fd)
             }
             Locator::Named { name } => {

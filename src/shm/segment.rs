@@ -148,9 +148,12 @@ impl Segment {
         let source = match backing {
             Backing::Anonymous => Source::Anonymous,
             Backing::Memfd => {
-                let fd =
-                    sys::memfd_create("multiproc").map_err(|e| Error::os("memfd_create", e))?;
+                let fd = sys::memfd_create_sealable("multiproc")
+                    .map_err(|e| Error::os("memfd_create", e))?;
                 sys::ftruncate(fd.as_fd(), len as u64).map_err(|e| Error::os("ftruncate", e))?;
+                // The size is sealed so that no process the descriptor
+                // reaches can shrink the file under the others' mappings.
+                sys::seal_size(fd.as_fd()).map_err(|e| Error::os("F_ADD_SEALS", e))?;
                 Source::Memfd(fd)
             }
             Backing::Named => {

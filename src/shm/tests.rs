@@ -189,3 +189,31 @@ fn segments_hold_several_aligned_objects_until_full() {
         Error::Invalid(_)
     ));
 }
+
+#[test]
+fn memfd_segment_size_is_sealed_and_an_unsealed_copy_is_refused() {
+    let mem = SharedMemory::new(100, Backing::Memfd).unwrap();
+    let fd = mem.segment().fd().unwrap();
+    // Nobody holding the descriptor can shrink the file under a mapping.
+    let err = crate::sys::ftruncate(fd, 0).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
+    assert!(crate::sys::is_size_sealed(fd).unwrap());
+    // A byte-for-byte copy in a memfd without seals (one that could shrink)
+    // is refused before it is mapped.
+    let len = mem.segment().len();
+    let copy = crate::sys::memfd_create("unsealed-copy").unwrap();
+    crate::sys::ftruncate(copy.as_fd(), len as u64).unwrap();
+    // SAFETY: a fresh shared mapping of `copy`, `len` bytes long; the
+    // segment's mapping is `len` bytes from its base.
+    unsafe {
+        let dst = crate::sys::mmap_shared(Some(copy.as_fd()), len).unwrap();
+        let src = mem.segment().base().as_ptr();
+        std::ptr::copy_nonoverlapping(src, dst.as_ptr(), len);
+        crate::sys::munmap(dst, len).unwrap();
+    }
+    let handle = mem.handle().with_fd(copy.as_raw_fd()).unwrap();
+    // Unmapped, so the open below cannot find it in this process's registry.
+    drop(mem);
+    let err = SharedMemory::open(&handle).unwrap_err();
+    assert!(err.to_string().contains("size is not sealed"), "{err}");
+}

@@ -1,16 +1,43 @@
-//! Memory: `memfd_create(2)`, `shm_open(3)`, `ftruncate(2)`, `fstat(2)`, `mmap(2)`, `munmap(2)`.
+//! Memory: `memfd_create(2)`, file seals (`fcntl(2)`), `shm_open(3)`, `ftruncate(2)`, `fstat(2)`, `mmap(2)`, `munmap(2)`.
 
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 
-use rustix::fs::{FileType, MemfdFlags, Mode};
+use rustix::fs::{FileType, MemfdFlags, Mode, SealFlags};
 use rustix::mm::{MapFlags, ProtFlags};
 use rustix::shm;
 
 /// `memfd_create(name, MFD_CLOEXEC)`: an anonymous file that lives while a descriptor or mapping does.
 pub fn memfd_create(name: &str) -> io::Result<OwnedFd> {
     rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC).map_err(io::Error::from)
+}
+
+/// `memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING)`: a memfd that can
+/// take seals (see [`seal_size`]).
+pub fn memfd_create_sealable(name: &str) -> io::Result<OwnedFd> {
+    rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
+        .map_err(io::Error::from)
+}
+
+/// `fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)`: the
+/// file's size is fixed for good, so no holder of the descriptor can shrink
+/// it under another's mapping (a read past the end would be SIGBUS), and no
+/// seal can be added later (F_SEAL_WRITE would stop others from mapping it).
+pub fn seal_size(fd: BorrowedFd<'_>) -> io::Result<()> {
+    rustix::fs::fcntl_add_seals(fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)
+        .map_err(io::Error::from)
+}
+
+/// `fcntl(fd, F_GET_SEALS)` includes `F_SEAL_SHRINK`: nobody can shrink the
+/// file. False for a file without seals or that cannot take them.
+pub fn is_size_sealed(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    match rustix::fs::fcntl_get_seals(fd) {
+        Ok(seals) => Ok(seals.contains(SealFlags::SHRINK)),
+        // EINVAL: not a file that supports seals.
+        Err(rustix::io::Errno::INVAL) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600)` when `create`, else `shm_open(name, O_RDWR)`.

@@ -23,8 +23,9 @@ pub use ipc::{
     close_range_except, ignore_signal, recv, send_nosignal, socketpair_seqpacket, unlink_path,
 };
 pub use mem::{
-    dup_cloexec, fstat_size, ftruncate, getrandom_u64, madvise_populate_write, memfd_create,
-    mmap_shared, munmap, page_size, set_cloexec, shm_open, shm_unlink,
+    dup_cloexec, fstat_size, ftruncate, getrandom_u64, is_size_sealed, madvise_populate_write,
+    memfd_create, memfd_create_sealable, mmap_shared, munmap, page_size, seal_size, set_cloexec,
+    shm_open, shm_unlink,
 };
 pub use net::{
     ShutdownHow, SocketAddress, accept, bind, connect, getsockname_inet, is_socket, listen,
@@ -34,6 +35,6 @@ pub use net::{
 pub use proc::{
     ChildStatus, Forked, current_ids, exit_immediately, fork, getpid, getppid, gettid, kill,
     pidfd_open, pidfd_send_signal, poll_readable, process_start_time, set_parent_death_signal,
-    waitpid,
+    sigaction_ignore, waitpid,
 };
 pub use scm::{MAX_PASSED_FDS, recv_dontwait, recvmsg_fds, sendmsg_fds};

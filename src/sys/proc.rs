@@ -1,5 +1,6 @@
 //! Processes: `fork(2)`, `waitpid(2)`, `pidfd_open(2)`, `pidfd_send_signal(2)`, `poll(2)`,
-//! `kill(2)`, `_exit(2)`, `getpid(2)`, `gettid(2)`, `prctl(PR_SET_PDEATHSIG)`, and `/proc/PID/stat`.
+//! `kill(2)`, `sigaction(2)`, `_exit(2)`, `getpid(2)`, `gettid(2)`, `prctl(PR_SET_PDEATHSIG)`, and
+//! `/proc/PID/stat`.
 
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
@@ -140,6 +141,24 @@ pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// `sigaction(sig, {SIG_IGN or SIG_DFL})`: from now on the process ignores
+/// `sig` (`ignore`) or takes its default action; returns whether it ignored
+/// `sig` before. A handler installed before is replaced (and counts as not
+/// ignored).
+pub fn sigaction_ignore(sig: i32, ignore: bool) -> io::Result<bool> {
+    // SAFETY: zeroed is a valid sigaction (empty mask, no flags).
+    let mut new: libc::sigaction = unsafe { std::mem::zeroed() };
+    new.sa_sigaction = if ignore { libc::SIG_IGN } else { libc::SIG_DFL };
+    // SAFETY: as above.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the call; SIG_IGN and SIG_DFL are
+    // valid dispositions for any catchable signal (EINVAL otherwise).
+    if unsafe { libc::sigaction(sig, &new, &mut old) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(old.sa_sigaction == libc::SIG_IGN)
+}
+
 /// `_exit(code)`: ends the process at once, running no destructors or `atexit` handlers.
 pub fn exit_immediately(code: i32) -> ! {
     // SAFETY: _exit is async-signal-safe and never returns.
@@ -275,6 +294,33 @@ mod tests {
             }
             Forked::Parent(child) => {
                 assert_eq!(waitpid(child, false).unwrap(), Some(ChildStatus::Exited(0)));
+            }
+        }
+    }
+
+    #[test]
+    fn sigaction_ignore_reports_the_previous_disposition() {
+        // SAFETY: the child only makes these syscalls and `_exit`s.
+        match unsafe { fork() }.unwrap() {
+            Forked::Child => {
+                let steps = [
+                    sigaction_ignore(libc::SIGUSR2, true).ok() == Some(false),
+                    sigaction_ignore(libc::SIGUSR2, true).ok() == Some(true),
+                    // Ignored: it does nothing.
+                    kill(getpid(), libc::SIGUSR2).is_ok(),
+                    sigaction_ignore(libc::SIGUSR2, false).ok() == Some(true),
+                    sigaction_ignore(libc::SIGKILL, true).is_err(),
+                ];
+                let ok = steps.iter().all(|s| *s);
+                // Default again: it ends the process.
+                let _ = kill(getpid(), libc::SIGUSR2);
+                exit_immediately(if ok { 0 } else { 3 });
+            }
+            Forked::Parent(child) => {
+                assert_eq!(
+                    waitpid(child, false).unwrap(),
+                    Some(ChildStatus::Signaled(libc::SIGUSR2))
+                );
             }
         }
     }

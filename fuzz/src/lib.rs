@@ -1,0 +1,3 @@
+//! Fuzz target bodies for multiproc; see `targets/mod.rs`.
+
+pub mod targets;
