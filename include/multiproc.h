@@ -17,6 +17,10 @@
 #include <stddef.h>
 #include <stdbool.h>
 
+// `chunksize` of `mp_pool_map` for Python's default:
+// `ceil(count / (4 * processes))`.
+#define MP_POOL_CHUNKSIZE_AUTO ~0
+
 // Start method `fork`: the child is a copy of the parent and runs the
 // entry there. Unsafe after the parent started threads (see the docs of
 // the Rust `process` module).
@@ -154,6 +158,14 @@ typedef struct mp_lock_t mp_lock_t;
 // `mp_manager_free`.
 typedef struct mp_manager_t mp_manager_t;
 
+// The outcomes of a `mp_pool_map` (opaque), one per input. Released by
+// `mp_pool_results_free`.
+typedef struct mp_pool_results_t mp_pool_results_t;
+
+// A pool of worker processes (opaque). Made by `mp_pool_new`, released by
+// `mp_pool_free`.
+typedef struct mp_pool_t mp_pool_t;
+
 // A started child process (opaque). Made by `mp_process_start`, released
 // by `mp_process_free`.
 typedef struct mp_process_t mp_process_t;
@@ -171,6 +183,15 @@ typedef struct mp_segment_t mp_segment_t;
 
 // A counting semaphore, bounded or not, in shared memory.
 typedef struct mp_sem_t mp_sem_t;
+
+// A pool function: reads the `in_len` bytes at `in`, writes its result (at
+// most `out_cap` bytes) at `out` and its length in `*out_len`, and returns
+// 0, or any other value to fail the task (reported as MP_ERR_VALUE).
+typedef int (*mp_pool_fn)(const uint8_t *input,
+                          size_t in_len,
+                          uint8_t *out,
+                          size_t out_cap,
+                          size_t *out_len);
 
 // An entry point: runs in the child on the `arg_len` bytes at `arg` given
 // to `mp_process_start`, and returns the child's exit code (the parent
@@ -1001,6 +1022,138 @@ int mp_list_len(const mp_list_t *l, size_t *out);
 //
 // - `l` is NULL or a list from this API, not used again afterwards.
 void mp_list_free(mp_list_t *l);
+
+// Registers `fn` as the pool function `name` (1 to 255 bytes of UTF-8)
+// for `mp_pool_map` and `mp_pool_apply`. Call it before `mp_init`, first
+// thing in `main`, so that spawn and forkserver workers find it too. The
+// same function again is fine; another one under a taken name is
+// MP_ERR_INVALID.
+//
+// # Safety
+//
+// - `name` is NULL or a NUL-terminated string (copied).
+// - `fn` is NULL or a function that follows `mp_pool_fn`'s contract.
+int mp_pool_register(const char *name, mp_pool_fn fn);
+
+// Starts a pool of `processes` workers (at least 1; see `mp_cpu_count`)
+// by `start_method` (MP_START_FORK, MP_START_SPAWN or
+// MP_START_FORKSERVER) and stores it in `*out`. MP_ERR_INVALID for 0
+// processes or another method; MP_ERR_STATE for spawn or forkserver
+// without `mp_init`. On error `*out` is left as it was.
+//
+// # Safety
+//
+// - `out` is NULL or writable.
+int mp_pool_new(size_t processes, int start_method, mp_pool_t **out);
+
+// Runs the pool function `name` on each of the `count` inputs (input `i`:
+// `input_lens[i]` bytes at `inputs[i]`), `chunksize` inputs per task
+// (MP_POOL_CHUNKSIZE_AUTO for Python's default; 0 is MP_ERR_INVALID),
+// waits for all, and stores the outcomes in `*out` (read them with
+// `mp_pool_results_get`, free them with `mp_pool_results_free`).
+//
+// A task that fails, or whose worker dies, is that input's outcome; the
+// call itself fails only when nothing could be submitted: MP_ERR_NOT_FOUND
+// for an unregistered `name`, MP_ERR_CLOSED after close or terminate,
+// MP_ERR_TOO_LARGE for an input over the pool's message size (64 KiB).
+//
+// # Safety
+//
+// - `pool` is NULL or live; `name` NULL or NUL-terminated; `out` NULL or
+//   writable.
+// - Unless `count` is 0: `inputs` and `input_lens` point to `count`
+//   entries; `inputs[i]` is readable for `input_lens[i]` bytes (NULL when
+//   that is 0).
+int mp_pool_map(mp_pool_t *pool,
+                const char *name,
+                const uint8_t *const *inputs,
+                const size_t *input_lens,
+                size_t count,
+                size_t chunksize,
+                mp_pool_results_t **out);
+
+// The number of outcomes (the `count` of the `mp_pool_map`); 0 for a
+// pointer that is not live results.
+//
+// # Safety
+//
+// - `results` is NULL or live.
+size_t mp_pool_results_len(const mp_pool_results_t *results);
+
+// Copies the result of input `i` into `buf` (capacity `cap`) and its
+// length into `*len`; MP_ERR_TOO_LARGE (with `*len` set) when `cap` is
+// short: ask again with a larger buffer. When input `i` failed, its
+// status: MP_ERR_VALUE (the function failed or a Rust function panicked),
+// MP_ERR_OWNER_DIED (the worker died running it: WorkerLost),
+// MP_ERR_CLOSED (the pool was terminated first); `mp_last_error` says
+// more. MP_ERR_INVALID for `i` out of range.
+//
+// # Safety
+//
+// - `results` is NULL or live; `buf` NULL or writable for `cap` bytes;
+//   `len` NULL or writable.
+int mp_pool_results_get(const mp_pool_results_t *results,
+                        size_t i,
+                        uint8_t *buf,
+                        size_t cap,
+                        size_t *len);
+
+// Releases results from `mp_pool_map` (NULL: nothing).
+//
+// # Safety
+//
+// - `results` is NULL or live; not used afterwards.
+void mp_pool_results_free(mp_pool_results_t *results);
+
+// Runs the pool function `name` on the `arg_len` bytes at `arg` in a
+// worker, waits, and copies its result into `buf` (capacity `cap`), its
+// length into `*len`. MP_ERR_TOO_LARGE (with `*len` set) when `cap` is
+// short: that result is gone, call again with a larger buffer. The task's
+// own failure as in `mp_pool_results_get`; MP_ERR_NOT_FOUND,
+// MP_ERR_CLOSED as in `mp_pool_map`.
+//
+// # Safety
+//
+// - `pool` NULL or live; `name` NULL or NUL-terminated; `arg` readable for
+//   `arg_len` bytes (may be NULL when 0); `buf` NULL or writable for `cap`
+//   bytes; `len` NULL or writable.
+int mp_pool_apply(mp_pool_t *pool,
+                  const char *name,
+                  const uint8_t *arg,
+                  size_t arg_len,
+                  uint8_t *buf,
+                  size_t cap,
+                  size_t *len);
+
+// Stops new work; submitted work finishes, then the workers exit.
+//
+// # Safety
+//
+// - `pool` is NULL or live.
+int mp_pool_close(mp_pool_t *pool);
+
+// Kills the workers now; unfinished tasks fail with MP_ERR_CLOSED.
+//
+// # Safety
+//
+// - `pool` is NULL or live.
+int mp_pool_terminate(mp_pool_t *pool);
+
+// Waits for the workers to exit, after `mp_pool_close` or
+// `mp_pool_terminate` (MP_ERR_STATE before).
+//
+// # Safety
+//
+// - `pool` is NULL or live.
+int mp_pool_join(mp_pool_t *pool);
+
+// Terminates the pool (if it still runs), joins it and releases it (NULL:
+// nothing). Results from `mp_pool_map` stay readable.
+//
+// # Safety
+//
+// - `pool` is NULL or live; not used afterwards.
+void mp_pool_free(mp_pool_t *pool);
 
 // Registers `fn` as the entry point `name` (1 to 255 bytes of UTF-8) for
 // `mp_process_start`. Call it before `mp_init`, first thing in `main`.

@@ -10,6 +10,8 @@ pub mod connection;
 pub mod ffi;
 #[cfg(not(loom))]
 pub mod manager;
+#[cfg(not(loom))]
+pub mod pool;
 pub mod process;
 pub mod queue;
 pub(crate) mod shim;

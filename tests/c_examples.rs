@@ -88,6 +88,7 @@ macro_rules! c_examples {
 
 c_examples! {
     conn_client_server,
+    pool_squares,
     deposit_withdraw,
     manager_dict,
     process_exitcodes,

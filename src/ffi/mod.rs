@@ -20,6 +20,8 @@ mod live;
 mod lock;
 #[cfg(not(loom))]
 mod manager;
+#[cfg(not(loom))]
+mod pool;
 pub mod process;
 #[cfg(not(loom))]
 mod queue;
@@ -39,6 +41,8 @@ pub use event::*;
 pub use lock::*;
 #[cfg(not(loom))]
 pub use manager::*;
+#[cfg(not(loom))]
+pub use pool::*;
 #[cfg(not(loom))]
 pub use queue::*;
 pub use segment::*;
