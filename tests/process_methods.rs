@@ -871,6 +871,12 @@ mod suite {
         #[cfg(feature = "serde")]
         multiproc::register_entries!(typed_sum).unwrap();
         process::init().unwrap();
+        // A shell starts background jobs with SIGINT ignored, and children
+        // inherit that; the SIGINT test is about the default action, so this
+        // process (a spawn child runs `init` above and never gets here) starts
+        // from it whoever ran it.
+        // SAFETY: no other thread runs yet; SIG_DFL is a valid disposition.
+        unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
 
         let filter: Vec<String> = std::env::args()
             .skip(1)
