@@ -20,5 +20,7 @@ pub mod sync;
 pub mod sys;
 
 pub mod error;
+#[cfg(all(test, not(loom)))]
+mod test_support;
 
 pub use error::{Error, Result, Status};

@@ -159,35 +159,16 @@ mod tests {
         };
         for _ in 0..20 {
             // SAFETY: the child only takes our spin locks (released by the
-            // fork handlers) and searches the set, without allocating, then
-            // leaves by `exit_immediately`.
-            match unsafe { crate::sys::fork() }.unwrap() {
-                crate::sys::Forked::Child => {
+            // fork handlers) and searches the set, without allocating.
+            unsafe {
+                crate::test_support::in_fork_child("fork child could not use the live set", || {
                     let ok = contains(a) && !contains(a + 8);
                     for s in &LIVE {
                         s.with(|_| ());
                     }
-                    crate::sys::exit_immediately(if ok { 0 } else { 3 });
-                }
-                crate::sys::Forked::Parent(pid) => {
-                    let pidfd = crate::sys::pidfd_open(pid).unwrap();
-                    let exited = crate::sys::poll_readable(
-                        std::os::fd::AsFd::as_fd(&pidfd),
-                        Some(std::time::Duration::from_secs(10)),
-                    )
-                    .unwrap();
-                    if !exited {
-                        let _ = crate::sys::kill(pid, libc::SIGKILL);
-                    }
-                    let status = crate::sys::waitpid(pid, false).unwrap();
-                    assert!(exited, "fork child hung on a live-set lock");
-                    assert_eq!(
-                        status,
-                        Some(crate::sys::ChildStatus::Exited(0)),
-                        "fork child could not use the live set"
-                    );
-                }
-            }
+                    ok
+                })
+            };
         }
         stop.store(true, Ordering::Relaxed);
         hammer.join().unwrap();

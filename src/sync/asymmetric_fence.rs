@@ -151,38 +151,19 @@ mod tests {
     fn a_fork_child_registers_again() {
         light();
         let parent_state = REGISTERED_PID.load(StdOrdering::Relaxed);
-        // SAFETY: the child only runs `light`/`heavy` (a syscall and atomics,
-        // no allocation) and leaves by `exit_immediately`.
-        match unsafe { crate::sys::fork() }.unwrap() {
-            crate::sys::Forked::Child => {
+        // SAFETY: the child only runs `light`/`heavy` (a syscall and
+        // atomics, no allocation).
+        unsafe {
+            crate::test_support::in_fork_child("the fork child did not register itself", || {
                 // Inherited: the parent's pid, which is stale here.
                 let inherited = REGISTERED_PID.load(StdOrdering::Relaxed);
                 light();
                 let now = REGISTERED_PID.load(StdOrdering::Relaxed);
                 let me = crate::sys::current_ids().0;
-                let ok = inherited == parent_state
+                inherited == parent_state
                     && (now == me || now == UNAVAILABLE)
-                    && (now == UNAVAILABLE || heavy());
-                crate::sys::exit_immediately(if ok { 0 } else { 3 });
-            }
-            crate::sys::Forked::Parent(pid) => {
-                let pidfd = crate::sys::pidfd_open(pid).unwrap();
-                let exited = crate::sys::poll_readable(
-                    std::os::fd::AsFd::as_fd(&pidfd),
-                    Some(std::time::Duration::from_secs(10)),
-                )
-                .unwrap();
-                if !exited {
-                    let _ = crate::sys::kill(pid, libc::SIGKILL);
-                }
-                let status = crate::sys::waitpid(pid, false).unwrap();
-                assert!(exited, "fork child hung registering for membarrier");
-                assert_eq!(
-                    status,
-                    Some(crate::sys::ChildStatus::Exited(0)),
-                    "the fork child did not register itself (parent state {parent_state})"
-                );
-            }
-        }
+                    && (now == UNAVAILABLE || heavy())
+            })
+        };
     }
 }
