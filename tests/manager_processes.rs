@@ -12,11 +12,19 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::os::fd::AsFd;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use common::child::fork_child;
+
+/// [`common::deadline::within`] with this file's deadline.
+fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    common::deadline::within(what, DEADLINE, f)
+}
+
+/// [`common::deadline::wait_gone`] with this file's deadline.
+fn wait_gone(pid: i32) {
+    common::deadline::wait_gone(pid, DEADLINE)
+}
 use multiproc::Error;
 use multiproc::connection::{self, Address};
 use multiproc::manager::{
@@ -27,32 +35,12 @@ use multiproc::sys;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// Runs `f` in a thread; panics if it takes longer than [`DEADLINE`].
-fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(DEADLINE)
-        .unwrap_or_else(|_| panic!("{what}: no result within {DEADLINE:?}"))
-}
-
 /// The directory of a manager's Unix socket.
 fn socket_dir(client: &Client) -> std::path::PathBuf {
     match client.address() {
         Address::Unix(path) => path.parent().expect("socket in a directory").to_owned(),
         other => panic!("a manager child listens on a Unix socket, not {other}"),
     }
-}
-
-/// Waits (with the deadline) until process `pid`, not necessarily our
-/// child, has ended.
-fn wait_gone(pid: i32) {
-    let Ok(pidfd) = sys::pidfd_open(pid) else {
-        return; // gone and reaped already
-    };
-    let ended = sys::poll_readable(pidfd.as_fd(), Some(DEADLINE)).expect("poll pidfd");
-    assert!(ended, "process {pid} still runs after {DEADLINE:?}");
 }
 
 #[test]
@@ -147,27 +135,6 @@ fn tcp_clients_need_the_key() {
     assert_eq!(serving.join(Some(DEADLINE)).unwrap(), 0);
     let after = same.get(b"k").unwrap_err();
     assert!(matches!(after, Error::Eof), "{after}");
-}
-
-#[test]
-fn a_killed_server_fails_the_next_call_promptly() {
-    let mgr = Manager::start_with(StartMethod::Fork).unwrap();
-    let dir = socket_dir(&mgr);
-    let d = mgr.dict().unwrap();
-    d.set(b"k", b"v").unwrap();
-    let pid = mgr.pid().unwrap();
-    sys::kill(pid, libc::SIGKILL).unwrap();
-    wait_gone(pid);
-    let (d, err) = within("a call on a dead server", move || {
-        let err = d.get(b"k").unwrap_err();
-        (d, err)
-    });
-    assert!(matches!(err, Error::Eof), "{err}");
-    // Every later call too, at once.
-    assert!(matches!(d.len(), Err(Error::Eof)));
-    drop(d);
-    mgr.shutdown().unwrap();
-    assert!(!dir.exists(), "{} left behind", dir.display());
 }
 
 #[test]

@@ -12,11 +12,19 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::os::fd::AsFd;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use common::child::fork_child;
+
+/// [`common::deadline::within`] with this file's deadline.
+fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    common::deadline::within(what, DEADLINE, f)
+}
+
+/// [`common::deadline::wait_gone`] with this file's deadline.
+fn wait_gone(pid: i32) {
+    common::deadline::wait_gone(pid, DEADLINE)
+}
 use multiproc::Error;
 use multiproc::connection::Address;
 use multiproc::manager::{self, Client, Manager, Server, Transport, protocol};
@@ -27,30 +35,11 @@ const DEADLINE: Duration = Duration::from_secs(30);
 
 const BOTH: [Transport; 2] = [Transport::SharedMemory, Transport::Socket];
 
-/// Runs `f` in a thread; panics if it takes longer than [`DEADLINE`].
-fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(DEADLINE)
-        .unwrap_or_else(|_| panic!("{what}: no result within {DEADLINE:?}"))
-}
-
 /// A second client of `mgr`'s server over `transport`, checked to use it.
 fn client(mgr: &Manager, transport: Transport) -> Client {
     let c = Client::connect_with(mgr.address(), mgr.authkey(), transport).unwrap();
     assert_eq!(c.transport(), transport);
     c
-}
-
-/// Waits (with the deadline) until process `pid` has ended.
-fn wait_gone(pid: i32) {
-    let Ok(pidfd) = sys::pidfd_open(pid) else {
-        return; // gone and reaped already
-    };
-    let ended = sys::poll_readable(pidfd.as_fd(), Some(DEADLINE)).expect("poll pidfd");
-    assert!(ended, "process {pid} still runs after {DEADLINE:?}");
 }
 
 #[test]
@@ -250,9 +239,15 @@ fn a_killed_server_fails_the_next_call_on_both_transports() {
             (d, err)
         });
         assert!(matches!(err, Error::Eof), "{transport:?}: {err}");
+        // Every later call too, at once.
         assert!(matches!(d.len(), Err(Error::Eof)));
         drop(d);
+        let dir = match mgr.address() {
+            Address::Unix(path) => path.parent().expect("socket in a directory").to_owned(),
+            other => panic!("a manager child listens on a Unix socket, not {other}"),
+        };
         mgr.shutdown().unwrap();
+        assert!(!dir.exists(), "{} left behind", dir.display());
     }
 }
 

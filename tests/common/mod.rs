@@ -14,6 +14,7 @@
 #![allow(dead_code)]
 
 pub mod child;
+pub mod deadline;
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
