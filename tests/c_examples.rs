@@ -20,10 +20,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
-use common::{Library, TempDir, built_library, exclusive, repo_root, run_tool, run_watched};
+use common::{
+    Library, TempDir, built_library, c_compiler, exclusive, repo_root, run_tool, run_watched,
+};
 
 /// What `rustc --print native-static-libs` says a static Rust library needs.
 const NATIVE_LIBS: &[&str] = &[
@@ -36,24 +38,6 @@ const NATIVE_LIBS: &[&str] = &[
     "-lc",
 ];
 
-/// The compiler command every example is built with.
-fn gcc(source: &Path, output: &Path) -> Command {
-    let mut cmd = Command::new(std::env::var_os("CC").unwrap_or_else(|| "gcc".into()));
-    cmd.current_dir(repo_root())
-        .args([
-            "-std=c11",
-            "-O2",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-Iinclude",
-            "-o",
-        ])
-        .arg(output)
-        .arg(source);
-    cmd
-}
-
 fn source_of(name: &str) -> PathBuf {
     repo_root().join("c-examples").join(format!("{name}.c"))
 }
@@ -63,7 +47,7 @@ fn build_and_run(name: &str) {
     let _one_at_a_time = exclusive();
     let scratch = TempDir::new("c-example");
     let exe = scratch.path().join(name);
-    let mut cmd = gcc(&source_of(name), &exe);
+    let mut cmd = c_compiler(&source_of(name), &exe);
     cmd.arg(built_library(Library::Static)).args(NATIVE_LIBS);
     run_tool(&mut cmd, &format!("compiling c-examples/{name}.c"));
 
@@ -137,7 +121,7 @@ fn an_example_links_against_the_shared_library() {
     let dir = so.parent().unwrap();
     let scratch = TempDir::new("c-example-so");
     let exe = scratch.path().join("status_codes_dynamic");
-    let mut cmd = gcc(&source_of("status_codes"), &exe);
+    let mut cmd = c_compiler(&source_of("status_codes"), &exe);
     cmd.arg("-L")
         .arg(dir)
         .arg(format!("-Wl,-rpath,{}", dir.display()))

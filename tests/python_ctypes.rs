@@ -22,7 +22,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Library, TempDir, built_library, exclusive, repo_root, run_tool, run_watched};
+use common::{
+    Library, TempDir, built_library, c_compiler, exclusive, repo_root, run_tool, run_watched,
+};
 
 fn script_path(name: &str) -> PathBuf {
     repo_root().join("tests/python").join(format!("{name}.py"))
@@ -40,20 +42,8 @@ fn build_c_helpers(dir: &Path) {
         .filter(|p| p.extension().is_some_and(|x| x == "c"));
     for source in sources {
         let stem = source.file_stem().expect("a file name").to_owned();
-        let mut cmd = Command::new(std::env::var_os("CC").unwrap_or_else(|| "gcc".into()));
-        cmd.current_dir(repo_root())
-            .args([
-                "-std=c11",
-                "-O2",
-                "-Wall",
-                "-Wextra",
-                "-Werror",
-                "-Iinclude",
-                "-o",
-            ])
-            .arg(dir.join(&stem))
-            .arg(&source)
-            .arg(&library)
+        let mut cmd = c_compiler(&source, &dir.join(&stem));
+        cmd.arg(&library)
             .arg(format!("-Wl,-rpath,{}", library_dir.display()));
         run_tool(&mut cmd, &format!("compiling {}", source.display()));
     }

@@ -380,3 +380,23 @@ fn shm_entries_held_by_live_processes() -> BTreeSet<String> {
     }
     held
 }
+
+/// `$CC` (or gcc) compiling `source` (relative to the repository root or
+/// absolute) into `output` with the project's strict flags and the
+/// generated header on the include path; the caller adds the library.
+pub fn c_compiler(source: &Path, output: &Path) -> Command {
+    let mut cmd = Command::new(std::env::var_os("CC").unwrap_or_else(|| "gcc".into()));
+    cmd.current_dir(repo_root())
+        .args([
+            "-std=c11",
+            "-O2",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-Iinclude",
+            "-o",
+        ])
+        .arg(output)
+        .arg(source);
+    cmd
+}
