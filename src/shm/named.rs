@@ -41,17 +41,26 @@ pub(crate) fn create(len: usize) -> Result<(String, OwnedFd)> {
     loop {
         let rand = sys::getrandom_u64().map_err(|e| Error::os("getrandom", e))?;
         let name = format!("/{PREFIX}{pid}-{start}-{rand:016x}");
+        // The tracker hears of the name before it exists, so a death at any
+        // instant after the shm_open leaves nothing behind (unlinking a
+        // name that was never made is harmless).
+        tracker::register(&name);
         match sys::shm_open(&name, true) {
             Ok(fd) => {
                 if let Err(e) = sys::ftruncate(fd.as_fd(), len as u64) {
-                    let _ = sys::shm_unlink(&name);
+                    unlink_owned(&name);
                     return Err(Error::os("ftruncate", e));
                 }
-                tracker::register(&name);
                 return Ok((name, fd));
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(Error::os(format!("shm_open {name}"), e)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                tracker::unregister(&name);
+                continue;
+            }
+            Err(e) => {
+                tracker::unregister(&name);
+                return Err(Error::os(format!("shm_open {name}"), e));
+            }
         }
     }
 }
