@@ -175,6 +175,38 @@ fn spsc_wraps_and_blocks() {
     });
 }
 
+/// SPSC batch: two messages published by one word (the first's, stored
+/// last), then a third whose end marker lands at the next lap's start. A
+/// consumer that sees the first message sees the second at once.
+#[test]
+fn spsc_batch_is_published_together() {
+    loom::model(|| {
+        // Records of up to 24 bytes in a 64-byte ring: 16 + 24 bytes of
+        // the batch, the marker after them, then 24 more for the third.
+        let q = Arc::new(HeapRing::new(1, 16).unwrap());
+        let producer = {
+            let q = q.clone();
+            thread::spawn(move || {
+                assert_eq!(q.put_batch(&[&msg(7), &msg(15)]), 2);
+                q.put(&msg(15), None).unwrap();
+            })
+        };
+        let mut buf = [0u8; 16];
+        let n = q.get(&mut buf, None).unwrap();
+        assert_eq!(check(&buf, n), 7);
+        let mut second = None;
+        assert_eq!(
+            q.get_batch(1, |m| second = Some(check(m, m.len()))),
+            1,
+            "the batch's second message is visible with its first"
+        );
+        assert_eq!(second, Some(15));
+        let n = q.get(&mut buf, None).unwrap();
+        assert_eq!(check(&buf, n), 15);
+        producer.join().unwrap();
+    });
+}
+
 /// SPSC close: the consumer drains, then sees Closed.
 #[test]
 fn spsc_close_drains() {

@@ -7,7 +7,7 @@
 //!   - the bounded MPMC queue (`mpmc.rs`): per-slot state words, any number
 //!     of producers and consumers in any processes, robust against a
 //!     participant killed at any instruction;
-//!   - the SPSC byte ring (`spsc.rs`, [`QueueOptions::spsc`]): one producer
+//!   - the SPSC byte ring (`spsc/`, [`QueueOptions::spsc`]): one producer
 //!     and one consumer thread, variable-length records back to back,
 //!     zero-copy [`Producer::reserve`] / [`Consumer::read`] and batches.
 //! - [`JoinableQueue`] (`task_done`, `join`), [`SimpleQueue`].

@@ -144,6 +144,16 @@ impl HeapRing {
         self.raw.get(buf, deadline)
     }
 
+    /// As `Producer::push_batch` (the caller keeps to the maximum size).
+    pub fn put_batch(&self, msgs: &[&[u8]]) -> usize {
+        self.raw.try_push_batch(msgs)
+    }
+
+    /// As `Consumer::pop_batch`.
+    pub fn get_batch(&self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
+        self.raw.try_pop_batch(max, &mut f)
+    }
+
     /// As `Queue::close`.
     pub fn close(&self) {
         self.raw.close()

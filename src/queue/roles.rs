@@ -105,8 +105,8 @@ impl WriteGrant<'_> {
     pub fn commit(self, len: usize) {
         let len = len.min(self.room);
         // SAFETY: the reservation is the producer's latest and unpublished.
-        let end = unsafe { self.ring.write_prefix(&self.res, len) };
-        self.ring.publish(end, 1);
+        let w = unsafe { self.ring.write_record(&self.res, len) };
+        self.ring.publish(&w, w.end(), 1);
     }
 }
 
@@ -126,7 +126,8 @@ impl Producer {
     }
 
     /// Copies as many of `msgs` as fit now (in order) and publishes them
-    /// together: one release store, one wake-up. Returns how many.
+    /// together: the first one's word, stored last, publishes them all; one
+    /// wake-up. Returns how many.
     /// [`Error::TooLarge`] (nothing sent) if one is over the maximum.
     pub fn push_batch(&mut self, msgs: &[&[u8]]) -> Result<usize> {
         let ring = ring(&self.queue);
@@ -139,24 +140,7 @@ impl Producer {
         if self.queue.is_closed() {
             return Err(Error::Closed);
         }
-        let mut sent = 0;
-        let mut end = None;
-        for m in msgs {
-            let Ok(res) = ring.try_reserve_after(end, m.len()) else {
-                break;
-            };
-            // SAFETY: a fresh reservation of `m.len()` bytes past our
-            // unpublished records; `m` is caller memory.
-            unsafe {
-                std::ptr::copy_nonoverlapping(m.as_ptr(), ring.reserved_bytes(&res), m.len());
-                end = Some(ring.write_prefix(&res, m.len()));
-            }
-            sent += 1;
-        }
-        if let Some(end) = end {
-            ring.publish(end, sent as u64);
-        }
-        Ok(sent)
+        Ok(ring.try_push_batch(msgs))
     }
 }
 
@@ -213,24 +197,7 @@ impl Consumer {
     /// Hands up to `max` waiting messages to `f`, in order, in place, then
     /// frees them together: one release store, one wake-up. Does not wait.
     pub fn pop_batch(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
-        let ring = ring(&self.queue);
-        let mut last = None;
-        let mut n = 0;
-        while n < max {
-            let Ok(found) = ring.try_peek_after(last.as_ref()) else {
-                break;
-            };
-            // SAFETY: published and not yet released (we release after the loop).
-            f(unsafe {
-                std::slice::from_raw_parts(ring.found_bytes(&found), RawRing::found_len(&found))
-            });
-            last = Some(found);
-            n += 1;
-        }
-        if let Some(found) = last {
-            ring.release(&found, n as u64);
-        }
-        n
+        ring(&self.queue).try_pop_batch(max, &mut f)
     }
 }
 
