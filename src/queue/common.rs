@@ -169,8 +169,15 @@ pub(crate) const SPIN_WINDOW: Duration = Duration::from_micros(50);
 pub(crate) fn wake(ec: &EventCount) {
     asymmetric_fence::light();
     if ec.sleepers() > 0 {
-        ec.notify_all();
+        wake_sleepers(ec);
     }
+}
+
+/// The rare part of [`wake`], out of the hot path's way.
+#[cold]
+#[inline(never)]
+fn wake_sleepers(ec: &EventCount) {
+    ec.notify_all();
 }
 
 /// Runs `attempt` until it gives a result: polls it for [`SPIN_WINDOW`],

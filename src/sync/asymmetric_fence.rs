@@ -94,6 +94,7 @@ pub fn light() {
 
 #[cfg(not(loom))]
 #[cold]
+#[inline(never)]
 fn light_slow(state: i32) {
     if state != UNAVAILABLE {
         let pid = crate::sys::current_ids().0;

@@ -217,6 +217,7 @@ impl EventCount {
     }
 
     /// The number of registered sleepers now (approximate by nature).
+    #[inline]
     pub fn sleepers(&self) -> u32 {
         // Relaxed: a snapshot for diagnostics and tests.
         self.word.load(Ordering::Relaxed) & SLEEPERS_MASK

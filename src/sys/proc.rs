@@ -272,27 +272,38 @@ extern "C" fn register_atfork_at_load() {
 #[unsafe(link_section = ".init_array")]
 static REGISTER_ATFORK_AT_LOAD: extern "C" fn() = register_atfork_at_load;
 
+thread_local! {
+    /// `(fork generation, pid, tid)` of the calling thread, as last read.
+    static IDS: std::cell::Cell<(u64, i32, i32)> = const { std::cell::Cell::new((u64::MAX, 0, 0)) };
+}
+
 /// The calling thread's `(pid, tid)`, cached per thread without a syscall and
-/// refreshed after a `fork`, whoever made it (C code included).
+/// refreshed after a `fork`, whoever made it (C code included). Inlined: the
+/// queues' hot paths ask for it on every operation.
+#[inline]
 pub fn current_ids() -> (i32, i32) {
-    use std::cell::Cell;
-    use std::sync::atomic::Ordering;
-    thread_local! {
-        static CACHE: Cell<(u64, i32, i32)> = const { Cell::new((u64::MAX, 0, 0)) };
-    }
-    CACHE.with(|c| {
+    IDS.with(|c| {
         // Relaxed: the generation is written in this same process, by the
         // fork child handler that runs before fork returns in this thread.
-        let generation = FORK_GENERATION.load(Ordering::Relaxed);
+        let generation = FORK_GENERATION.load(std::sync::atomic::Ordering::Relaxed);
         let (cached_gen, pid, tid) = c.get();
         if cached_gen == generation {
-            return (pid, tid);
+            (pid, tid)
+        } else {
+            refresh_ids(c)
         }
-        register_atfork();
-        let ids = (getpid(), gettid());
-        c.set((FORK_GENERATION.load(Ordering::Relaxed), ids.0, ids.1));
-        ids
     })
+}
+
+#[cold]
+#[inline(never)]
+fn refresh_ids(cache: &std::cell::Cell<(u64, i32, i32)>) -> (i32, i32) {
+    register_atfork();
+    let ids = (getpid(), gettid());
+    // Relaxed: as in `current_ids`.
+    let generation = FORK_GENERATION.load(std::sync::atomic::Ordering::Relaxed);
+    cache.set((generation, ids.0, ids.1));
+    ids
 }
 
 #[cfg(test)]

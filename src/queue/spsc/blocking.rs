@@ -9,6 +9,7 @@ use crate::queue::common::{self, JoinState};
 use crate::shim::Ordering;
 
 impl RawRing {
+    #[inline]
     pub(super) fn closed(&self) -> bool {
         // SeqCst: as in the MPMC queue; closing is rare.
         self.header().closed.load(Ordering::SeqCst) != 0

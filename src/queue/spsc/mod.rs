@@ -101,7 +101,8 @@ pub struct RingHeader {
     /// Bytes written and published, in `head ..= head + capacity`: where
     /// the next record goes. Written by the producer after the word that
     /// publishes (it lags behind the words if a producer died in between;
-    /// the next reservation catches it up). Read only by producers.
+    /// the next reservation catches it up). Read by producers, and by the
+    /// consumer as a hint of distance only.
     tail: AtomicU64,
     /// The producer's last view of `head` (can be stale, never ahead).
     /// Written and read by the producer only.
@@ -111,8 +112,10 @@ pub struct RingHeader {
     _pad1: [u64; 5],
     /// Bytes consumed, in `0 ..= tail`. Written by the consumer.
     head: AtomicU64,
-    /// Unused (was the consumer's cached `tail` in layout 1); 0.
-    _unused: AtomicU64,
+    /// The consumer's last view of `tail`: only a hint of how far ahead
+    /// the producer is (see `keep_distance`), never trusted for data.
+    /// Written and read by the consumer only.
+    cached_tail: AtomicU64,
     /// Messages consumed. Written by the consumer.
     received: AtomicU64,
     _pad2: [u64; 5],
@@ -195,7 +198,7 @@ impl RingHeader {
             sent: AtomicU64::new(0),
             _pad1: [0; 5],
             head: AtomicU64::new(0),
-            _unused: AtomicU64::new(0),
+            cached_tail: AtomicU64::new(0),
             received: AtomicU64::new(0),
             _pad2: [0; 5],
             not_empty: EventCount::new(),

@@ -7,7 +7,13 @@ use std::ptr::NonNull;
 use super::{EMPTY, PREFIX, RingHeader, WRAP, record_len};
 use crate::error::{Error, Result};
 use crate::queue::common::{self, Blocked};
-use crate::shim::{AtomicU32, Ordering};
+use crate::shim::{self, AtomicU32, Ordering};
+
+/// How far (bytes) behind a streaming producer the consumer stays: 32
+/// cache lines, 28 records of 64-byte messages.
+const SLIP: u64 = 2048;
+/// How many times a consumer polls `tail` while it keeps its distance.
+const SLIP_POLLS: u32 = 16;
 
 /// Where a reserved record goes.
 #[derive(Debug, Clone, Copy)]
@@ -33,6 +39,59 @@ impl Written {
     /// The counter after the record (where the next one goes).
     pub(crate) fn end(&self) -> u64 {
         self.end
+    }
+}
+
+/// Copies `len` bytes from `src` to `dst`: inline for messages of up to 64
+/// bytes (a call to `memcpy` and its dispatch cost as much as the copy),
+/// by `memcpy` beyond.
+///
+/// # Safety
+///
+/// - `src` is valid for reads and `dst` for writes of `len` bytes, and the
+///   two do not overlap.
+#[inline(always)]
+pub(super) unsafe fn copy_message(src: *const u8, dst: *mut u8, len: usize) {
+    // SAFETY: the caller's promise; each access below lies inside
+    // `0..len` (the second of a pair may overlap the first, which copies
+    // the same bytes again); reads and writes are unaligned ones.
+    unsafe {
+        if len > 64 {
+            std::ptr::copy_nonoverlapping(src, dst, len);
+        } else if len > 32 {
+            // The first 32 bytes and the last 32 (overlapping).
+            let (a, b) = (
+                src.cast::<[u128; 2]>().read_unaligned(),
+                src.add(len - 32).cast::<[u128; 2]>().read_unaligned(),
+            );
+            dst.cast::<[u128; 2]>().write_unaligned(a);
+            dst.add(len - 32).cast::<[u128; 2]>().write_unaligned(b);
+        } else if len >= 16 {
+            let (a, b) = (
+                src.cast::<u128>().read_unaligned(),
+                src.add(len - 16).cast::<u128>().read_unaligned(),
+            );
+            dst.cast::<u128>().write_unaligned(a);
+            dst.add(len - 16).cast::<u128>().write_unaligned(b);
+        } else if len >= 8 {
+            let (a, b) = (
+                src.cast::<u64>().read_unaligned(),
+                src.add(len - 8).cast::<u64>().read_unaligned(),
+            );
+            dst.cast::<u64>().write_unaligned(a);
+            dst.add(len - 8).cast::<u64>().write_unaligned(b);
+        } else if len >= 4 {
+            let (a, b) = (
+                src.cast::<u32>().read_unaligned(),
+                src.add(len - 4).cast::<u32>().read_unaligned(),
+            );
+            dst.cast::<u32>().write_unaligned(a);
+            dst.add(len - 4).cast::<u32>().write_unaligned(b);
+        } else {
+            for i in 0..len {
+                *dst.add(i) = *src.add(i);
+            }
+        }
     }
 }
 
@@ -62,6 +121,9 @@ pub(crate) struct RawRing {
     ring: NonNull<u8>,
     mask: u64,
     max_msg: usize,
+    /// The consumer's distance from a streaming producer: [`SLIP`] bytes,
+    /// or a quarter of the ring if that is less.
+    slip: u64,
     /// Under loom the words live beside the ring (one per 8 ring bytes), as
     /// loom atomics, so that the model checks their orderings; the message
     /// bytes stay in the ring. Both sides must then share this `RawRing`.
@@ -90,6 +152,7 @@ impl RawRing {
             ring,
             mask: h.capacity - 1,
             max_msg: h.max_msg as usize,
+            slip: SLIP.min(h.capacity / 4),
             #[cfg(loom)]
             words: (0..h.capacity / PREFIX)
                 .map(|_| AtomicU32::new(EMPTY))
@@ -102,6 +165,7 @@ impl RawRing {
         unsafe { self.header.as_ref() }
     }
 
+    #[inline]
     fn at(&self, counter: u64) -> *mut u8 {
         // SAFETY: masked into the ring's bytes.
         unsafe { self.ring.as_ptr().add((counter & self.mask) as usize) }
@@ -142,6 +206,7 @@ impl RawRing {
     /// that makes no sense (only a corrupt ring has one: a wrap marker at
     /// the ring's start, a length over the maximum) reads as a message of
     /// its clamped length, so a walk over a corrupt ring still moves on.
+    #[inline]
     fn decode(&self, counter: u64, word: u32) -> Word {
         match word {
             EMPTY => Word::End,
@@ -252,6 +317,7 @@ impl RawRing {
     }
 
     /// Producer: room for a message of `n <= max_msg` bytes, or blocked.
+    #[inline]
     pub(crate) fn try_reserve(&self, n: usize) -> std::result::Result<Reservation, Blocked> {
         self.try_reserve_after(None, n)
     }
@@ -259,6 +325,7 @@ impl RawRing {
     /// Producer: as [`try_reserve`](Self::try_reserve), but after records
     /// written up to `end` and not yet published (a batch). The room
     /// includes the 8 bytes after the record, for the end marker.
+    #[inline]
     pub(crate) fn try_reserve_after(
         &self,
         end: Option<u64>,
@@ -301,6 +368,7 @@ impl RawRing {
     }
 
     /// Producer: where the message of a reservation goes (`room` bytes).
+    #[inline]
     pub(crate) fn reserved_bytes(&self, r: &Reservation) -> *mut u8 {
         self.at(r.tail + r.pad + PREFIX)
     }
@@ -315,6 +383,7 @@ impl RawRing {
     ///
     /// - `r` is the latest reservation of the producer role's holder (the
     ///   caller), nothing was published since, and `len <= r.room`.
+    #[inline]
     pub(crate) unsafe fn write_record(&self, r: &Reservation, len: usize) -> Written {
         debug_assert!(len <= r.room);
         let end = r.tail + r.pad + record_len(len as u64);
@@ -343,6 +412,7 @@ impl RawRing {
 
     /// Producer: publishes `first` and the records written after it (of a
     /// batch) up to `end`: `count` messages.
+    #[inline]
     pub(crate) fn publish(&self, first: &Written, end: u64, count: u64) {
         let h = self.header();
         if h.flags & crate::queue::mpmc::QUEUE_FLAG_JOINABLE != 0 {
@@ -361,12 +431,13 @@ impl RawRing {
     }
 
     /// Producer: reserve + copy + publish of one message.
+    #[inline]
     pub(crate) fn try_push(&self, msg: &[u8]) -> std::result::Result<(), Blocked> {
         let r = self.try_reserve(msg.len())?;
         // SAFETY: the reservation is fresh, its room is `msg.len()` bytes,
         // and `msg` is caller memory, not the ring.
         unsafe {
-            std::ptr::copy_nonoverlapping(msg.as_ptr(), self.reserved_bytes(&r), msg.len());
+            copy_message(msg.as_ptr(), self.reserved_bytes(&r), msg.len());
             let w = self.write_record(&r, msg.len());
             self.publish(&w, w.end, 1);
         }
@@ -405,12 +476,14 @@ impl RawRing {
     }
 
     /// Consumer: the record at `head`, or blocked (empty).
+    #[inline]
     pub(crate) fn try_peek(&self) -> std::result::Result<Found, Blocked> {
         self.try_peek_after(None)
     }
 
     /// Consumer: as [`try_peek`](Self::try_peek), but the record after
     /// `last` (found and not yet released: a batch).
+    #[inline]
     pub(crate) fn try_peek_after(
         &self,
         last: Option<&Found>,
@@ -421,6 +494,9 @@ impl RawRing {
             || h.head.load(Ordering::Relaxed),
             |f| f.start + record_len(f.len as u64),
         );
+        if last.is_none() {
+            self.keep_distance(at);
+        }
         loop {
             // SYNC(ring-published): pairs with the producer's Release.
             match self.decode(at, self.word(at).load(Ordering::Acquire)) {
@@ -451,7 +527,53 @@ impl RawRing {
         n
     }
 
+    /// Consumer, before it reads at `at`: keeps its distance from a
+    /// producer that is streaming (FastForward's "temporal slipping").
+    /// Reading right behind the producer, the consumer would pull each
+    /// cache line while the producer is still writing it, and both would
+    /// wait for the line to come back on every message; a few lines apart,
+    /// each line crosses once. So when `at` comes within [`SLIP`] bytes of
+    /// where the producer was last seen, it looks at `tail` again, and
+    /// while the producer is behind that mark *and still moving*, it waits
+    /// a little ([`SLIP_POLLS`] polls at most). A producer that does not
+    /// move between two polls (one message in flight, a round trip) is not
+    /// waited for: that costs one pause. Only a heuristic: what the
+    /// consumer reads is decided by the words, never by `tail`. Not under
+    /// loom (its models check the protocol, not the timing).
+    #[inline]
+    fn keep_distance(&self, at: u64) {
+        let h = self.header();
+        // Relaxed: the consumer's own cache of a hint.
+        if cfg!(loom) || at + self.slip <= h.cached_tail.load(Ordering::Relaxed) {
+            return;
+        }
+        self.slip(at);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn slip(&self, at: u64) {
+        let h = self.header();
+        // Relaxed (the loads of `tail`): a hint of distance, no data is
+        // read because of it.
+        let mut seen = h.tail.load(Ordering::Relaxed);
+        for _ in 0..SLIP_POLLS {
+            if at + self.slip <= seen {
+                break;
+            }
+            shim::spin_loop();
+            let now = h.tail.load(Ordering::Relaxed);
+            if now == seen {
+                break;
+            }
+            seen = now;
+        }
+        // Relaxed: the consumer's own cache.
+        h.cached_tail.store(seen, Ordering::Relaxed);
+    }
+
     /// Consumer: the message bytes of a found record.
+    #[inline]
     pub(crate) fn found_bytes(&self, f: &Found) -> *const u8 {
         self.at(f.start + PREFIX)
     }
@@ -461,6 +583,7 @@ impl RawRing {
     }
 
     /// Consumer: frees everything up to and including `f` (`count` messages).
+    #[inline]
     pub(crate) fn release(&self, f: &Found, count: u64) {
         let h = self.header();
         // Relaxed: only the consumer writes `received`; a count for qsize.
@@ -476,6 +599,7 @@ impl RawRing {
     }
 
     /// Consumer: one message into `buf`.
+    #[inline]
     pub(super) fn try_pop(
         &self,
         buf: &mut [u8],
@@ -486,7 +610,7 @@ impl RawRing {
         }
         // SAFETY: the record is published and ours until released; `buf` is
         // caller memory of at least `f.len` bytes.
-        unsafe { std::ptr::copy_nonoverlapping(self.found_bytes(&f), buf.as_mut_ptr(), f.len) };
+        unsafe { copy_message(self.found_bytes(&f), buf.as_mut_ptr(), f.len) };
         self.release(&f, 1);
         Ok(Ok(f.len))
     }

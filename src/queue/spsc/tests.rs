@@ -188,3 +188,23 @@ fn sizes_that_do_not_fit_a_word_or_the_ring_are_refused() {
         }
     }
 }
+
+#[test]
+fn message_copies_of_every_length_write_exactly_their_bytes() {
+    let src: Vec<u8> = (0..200u32).map(|i| (i * 7 + 1) as u8).collect();
+    for len in 0..=130 {
+        for offset in [0, 1, 7] {
+            let mut dst = vec![0xeeu8; 200];
+            // SAFETY: both ranges lie inside their vectors; distinct vectors.
+            unsafe {
+                super::ring::copy_message(src.as_ptr().add(offset), dst.as_mut_ptr().add(3), len)
+            };
+            assert_eq!(&dst[3..3 + len], &src[offset..offset + len], "length {len}");
+            assert!(dst[..3].iter().all(|b| *b == 0xee), "before, length {len}");
+            assert!(
+                dst[3 + len..].iter().all(|b| *b == 0xee),
+                "after, length {len}"
+            );
+        }
+    }
+}
