@@ -45,7 +45,12 @@
 //! other side's [`EventCount`] whether anybody sleeps, behind the light
 //! half of an asymmetric fence ([`asymmetric_fence`](crate::sync::asymmetric_fence));
 //! a side about to sleep pays the heavy half (`membarrier`). The producer
-//! reads `head` only when its cached copy says full.
+//! reads `head` only when its cached copy says full. The consumer reads
+//! `tail` only as a hint, about once per 2 KiB: when it comes that close
+//! to a producer that is still writing, it lets it get ahead for a few
+//! polls, so that each cache line crosses between the cores once instead
+//! of bouncing while both work on it (`keep_distance` in `ring.rs`).
+//! Messages of up to 64 bytes are copied inline.
 //!
 //! # Roles
 //!
@@ -63,9 +68,9 @@
 //! the word at `tail` is the end marker, and if not, first walks `tail`
 //! over the published words (a producer never overwrites a published
 //! record, whoever held the role before, even a dead thread whose tid the
-//! caller now has). A consumer
-//! killed mid-read did not move `head`: the message is read again by the
-//! next consumer (delivered at least once, never lost).
+//! caller now has). A consumer killed mid-read did not move `head`: the
+//! message is read again by the next consumer (delivered at least once,
+//! never lost).
 
 mod blocking;
 mod ring;
