@@ -1,7 +1,7 @@
 //! Handle text parsing, and attaching to segments whose headers were
 //! corrupted: a real memfd segment is built, copied into a fresh memfd,
 //! the copy's segment header, object headers and payloads (the queue's
-//! whole header and first slots) are overwritten with fuzz bytes, and every kind of object is opened
+//! whole header and first slots, the SPSC ring's header and first records) are overwritten with fuzz bytes, and every kind of object is opened
 //! from it. An open must fail with an error or give an object that works.
 
 use std::fs::File;
@@ -49,6 +49,20 @@ struct Model {
 fn model() -> Model {
     let seg = Segment::create(Backing::Memfd, 16 * 1024).expect("memfd segment");
     let queue = Queue::new_in(&seg, QueueOptions::new(4, 24)).expect("queue");
+    // An SPSC ring with two messages in it and one taken: published words,
+    // an end marker and counters to corrupt.
+    let ring = Queue::new_in(
+        &seg,
+        QueueOptions {
+            spsc: true,
+            ..QueueOptions::new(4, 24)
+        },
+    )
+    .expect("ring");
+    for m in [&b"first"[..], b"second message", b"third"] {
+        ring.put_nowait(m).expect("room in the ring");
+    }
+    ring.get_nowait(&mut [0u8; 24]).expect("a message");
     let lock = Lock::new_in(&seg).expect("lock");
     let mem = SharedMemory::new_in(&seg, 64).expect("bytes");
     let event = Event::new_in(&seg).expect("event");
@@ -58,7 +72,13 @@ fn model() -> Model {
     Model {
         bytes,
         id: seg.id(),
-        handles: vec![queue.handle(), lock.handle(), mem.handle(), event.handle()],
+        handles: vec![
+            queue.handle(),
+            ring.handle(),
+            lock.handle(),
+            mem.handle(),
+            event.handle(),
+        ],
     }
 }
 
@@ -132,7 +152,10 @@ fn open_and_use(handle: &Handle) {
     if let Ok(q) = Queue::open(handle) {
         let _ = q.put_nowait(b"fuzz");
         let mut buf = [0u8; 64];
-        let _ = q.get_nowait(&mut buf);
+        for _ in 0..4 {
+            let _ = q.get_nowait(&mut buf);
+        }
+        let _ = q.put_nowait(&[7u8; 24]);
         let _ = (q.qsize(), q.capacity(), q.max_msg_size());
     }
     if let Ok(lock) = Lock::open(handle) {

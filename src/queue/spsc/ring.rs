@@ -211,10 +211,15 @@ impl RawRing {
         match word {
             EMPTY => Word::End,
             WRAP if counter & self.mask != 0 => {
-                Word::Wrap(counter + (self.mask + 1) - (counter & self.mask))
+                Word::Wrap(counter.wrapping_add((self.mask + 1) - (counter & self.mask)))
             }
             WRAP => Word::Message(0),
-            w => Word::Message(((w - 1) as usize).min(self.max_msg)),
+            // Clamped to the ring's end too: only a corrupt word is longer.
+            w => Word::Message(
+                ((w - 1) as usize)
+                    .min(self.max_msg)
+                    .min((self.mask + 1 - (counter & self.mask) - PREFIX) as usize),
+            ),
         }
     }
 
@@ -257,12 +262,12 @@ impl RawRing {
         let h = self.header();
         // SYNC(ring-freed): pairs with the consumer's Release of `head`.
         let head = h.head.load(Ordering::Acquire);
-        while tail - head < self.mask + 1 {
+        while tail.wrapping_sub(head) < self.mask + 1 {
             // SYNC(ring-published): pairs with the dead producer's Release.
             match self.decode(tail, self.word(tail).load(Ordering::Acquire)) {
                 Word::End => break,
                 Word::Wrap(next) => tail = next,
-                Word::Message(len) => tail += record_len(len as u64),
+                Word::Message(len) => tail = tail.wrapping_add(record_len(len as u64)),
             }
         }
         // Relaxed: producer-only.
@@ -336,8 +341,9 @@ impl RawRing {
         let tail = match end {
             Some(end) => end,
             None => {
-                // Relaxed: only the producer writes `tail`.
-                let tail = h.tail.load(Ordering::Relaxed);
+                // Relaxed: only the producer writes `tail`. (8-aligned
+                // unless the ring is corrupt; kept aligned then too.)
+                let tail = h.tail.load(Ordering::Relaxed) & !(PREFIX - 1);
                 // The word at `tail` is the end marker, unless a producer
                 // died after publishing there and before storing `tail`
                 // (whoever takes over, even a thread that got the dead
@@ -352,15 +358,15 @@ impl RawRing {
         let contiguous = cap - (tail & self.mask);
         let need = record_len(n as u64);
         let pad = if need > contiguous { contiguous } else { 0 };
-        let end = tail + pad + need + PREFIX;
+        let end = tail.wrapping_add(pad + need + PREFIX);
         // Relaxed: our own cache, see above.
-        if end - h.cached_head.load(Ordering::Relaxed) > cap {
+        if end.wrapping_sub(h.cached_head.load(Ordering::Relaxed)) > cap {
             // SYNC(ring-freed): Acquire pairs with the consumer's Release
             // store of `head`: its reads of the bytes we reuse are done.
             let head = h.head.load(Ordering::Acquire);
             // Relaxed: our own cache.
             h.cached_head.store(head, Ordering::Relaxed);
-            if end - head > cap {
+            if end.wrapping_sub(head) > cap {
                 return Err(Blocked::Plain);
             }
         }
@@ -370,7 +376,7 @@ impl RawRing {
     /// Producer: where the message of a reservation goes (`room` bytes).
     #[inline]
     pub(crate) fn reserved_bytes(&self, r: &Reservation) -> *mut u8 {
-        self.at(r.tail + r.pad + PREFIX)
+        self.at(r.tail.wrapping_add(r.pad + PREFIX))
     }
 
     /// Producer: writes a reserved record's words, once its message is in
@@ -386,14 +392,15 @@ impl RawRing {
     #[inline]
     pub(crate) unsafe fn write_record(&self, r: &Reservation, len: usize) -> Written {
         debug_assert!(len <= r.room);
-        let end = r.tail + r.pad + record_len(len as u64);
+        let end = r.tail.wrapping_add(r.pad + record_len(len as u64));
         let len_word = len as u32 + 1;
         // Relaxed (the words below): they become visible with the
         // Release store of the publishing word, SYNC(ring-published). The
         // bytes are free: reserved, SYNC(ring-freed).
         self.word(end).store(EMPTY, Ordering::Relaxed);
         if r.pad > 0 {
-            self.word(r.tail + r.pad).store(len_word, Ordering::Relaxed);
+            self.word(r.tail.wrapping_add(r.pad))
+                .store(len_word, Ordering::Relaxed);
         }
         Written {
             at: r.tail,
@@ -419,8 +426,10 @@ impl RawRing {
             h.join.add(count);
         }
         // Relaxed: only the producer writes `sent`; a count for qsize.
-        h.sent
-            .store(h.sent.load(Ordering::Relaxed) + count, Ordering::Relaxed);
+        h.sent.store(
+            h.sent.load(Ordering::Relaxed).wrapping_add(count),
+            Ordering::Relaxed,
+        );
         // SYNC(ring-published): Release pairs with the consumer's Acquire
         // load of the word: the record (and those after it) are written.
         self.word(first.at).store(first.word, Ordering::Release);
@@ -489,10 +498,11 @@ impl RawRing {
         last: Option<&Found>,
     ) -> std::result::Result<Found, Blocked> {
         let h = self.header();
-        // Relaxed: only the consumer writes `head`.
+        // Relaxed: only the consumer writes `head`. (8-aligned unless the
+        // ring is corrupt; kept aligned then too.)
         let mut at = last.map_or_else(
-            || h.head.load(Ordering::Relaxed),
-            |f| f.start + record_len(f.len as u64),
+            || h.head.load(Ordering::Relaxed) & !(PREFIX - 1),
+            |f| f.start.wrapping_add(record_len(f.len as u64)),
         );
         if last.is_none() {
             self.keep_distance(at);
@@ -544,7 +554,7 @@ impl RawRing {
     fn keep_distance(&self, at: u64) {
         let h = self.header();
         // Relaxed: the consumer's own cache of a hint.
-        if cfg!(loom) || at + self.slip <= h.cached_tail.load(Ordering::Relaxed) {
+        if cfg!(loom) || at.saturating_add(self.slip) <= h.cached_tail.load(Ordering::Relaxed) {
             return;
         }
         self.slip(at);
@@ -558,7 +568,7 @@ impl RawRing {
         // read because of it.
         let mut seen = h.tail.load(Ordering::Relaxed);
         for _ in 0..SLIP_POLLS {
-            if at + self.slip <= seen {
+            if at.saturating_add(self.slip) <= seen {
                 break;
             }
             shim::spin_loop();
@@ -575,7 +585,7 @@ impl RawRing {
     /// Consumer: the message bytes of a found record.
     #[inline]
     pub(crate) fn found_bytes(&self, f: &Found) -> *const u8 {
-        self.at(f.start + PREFIX)
+        self.at(f.start.wrapping_add(PREFIX))
     }
 
     pub(crate) fn found_len(f: &Found) -> usize {
@@ -588,13 +598,15 @@ impl RawRing {
         let h = self.header();
         // Relaxed: only the consumer writes `received`; a count for qsize.
         h.received.store(
-            h.received.load(Ordering::Relaxed) + count,
+            h.received.load(Ordering::Relaxed).wrapping_add(count),
             Ordering::Relaxed,
         );
         // SYNC(ring-freed): Release pairs with the producer's Acquire load:
         // our reads of the record are done before it reuses the bytes.
-        h.head
-            .store(f.start + record_len(f.len as u64), Ordering::Release);
+        h.head.store(
+            f.start.wrapping_add(record_len(f.len as u64)),
+            Ordering::Release,
+        );
         common::wake(&h.not_full);
     }
 
