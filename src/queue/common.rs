@@ -157,6 +157,13 @@ pub(crate) enum Blocked {
 /// enough that a waiter never burns a core for long.
 pub(crate) const SPIN_WINDOW: Duration = Duration::from_micros(50);
 
+/// The first part of [`SPIN_WINDOW`], in which the waiter polls with only a
+/// CPU pause in between (a prompt peer answers well within it). For the rest
+/// of the window it yields the CPU between polls: if the peer waits for the
+/// same CPU (more runnable threads than CPUs), it runs now instead of after
+/// the spinner's time slice; if not, a yield returns at once.
+pub(crate) const PAUSE_WINDOW: Duration = Duration::from_micros(5);
+
 /// Wakes the sleepers of `ec` after the caller changed the state they wait
 /// for; no atomic write, no syscall and no CPU fence when nobody sleeps.
 ///
@@ -180,8 +187,9 @@ fn wake_sleepers(ec: &EventCount) {
     ec.notify_all();
 }
 
-/// Runs `attempt` until it gives a result: polls it for [`SPIN_WINDOW`],
-/// then sleeps on `ec` between tries, asking `skip_dead` to clear a claim
+/// Runs `attempt` until it gives a result: polls it for [`SPIN_WINDOW`]
+/// (pausing for [`PAUSE_WINDOW`], then yielding), then sleeps on `ec`
+/// between tries, asking `skip_dead` to clear a claim
 /// whose owner died. `None` when `deadline` passed first (a deadline already
 /// past tries once). Whoever changes the state `attempt` waits for calls
 /// [`wake`] on `ec`.
@@ -207,18 +215,24 @@ pub(crate) fn wait_loop<T>(
     if !cfg!(loom) {
         let start = Instant::now();
         let mut round = 0u32;
+        let mut yielding = false;
         loop {
-            shim::spin_loop();
+            if yielding {
+                std::thread::yield_now();
+            } else {
+                shim::spin_loop();
+            }
             match attempt() {
                 Ok(v) => return Some(v),
                 Err(b) => blocked = b,
             }
             round += 1;
-            if round.is_multiple_of(64) {
+            if yielding || round.is_multiple_of(64) {
                 let now = Instant::now();
                 if now - start >= SPIN_WINDOW || deadline.is_some_and(|d| now >= d) {
                     break;
                 }
+                yielding = now - start >= PAUSE_WINDOW;
             }
         }
     }
