@@ -162,7 +162,7 @@ pub(crate) const SPIN_WINDOW: Duration = Duration::from_micros(50);
 /// of the window it yields the CPU between polls: if the peer waits for the
 /// same CPU (more runnable threads than CPUs), it runs now instead of after
 /// the spinner's time slice; if not, a yield returns at once.
-pub(crate) const PAUSE_WINDOW: Duration = Duration::from_micros(5);
+pub(crate) const PAUSE_WINDOW: Duration = Duration::from_micros(2);
 
 /// Wakes the sleepers of `ec` after the caller changed the state they wait
 /// for; no atomic write, no syscall and no CPU fence when nobody sleeps.
