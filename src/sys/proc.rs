@@ -1,5 +1,5 @@
 //! Processes: `fork(2)`, `waitpid(2)`, `pidfd_open(2)`, `pidfd_send_signal(2)`, `poll(2)`,
-//! `kill(2)`, `sigaction(2)`, `_exit(2)`, `getpid(2)`, `gettid(2)`, `prctl(PR_SET_PDEATHSIG)`, and
+//! `kill(2)`, `sigaction(2)`, `_exit(2)`, `fflush(3)`, `getpid(2)`, `gettid(2)`, `prctl(PR_SET_PDEATHSIG)`, and
 //! `/proc/PID/stat`.
 
 use std::io;
@@ -163,6 +163,22 @@ pub fn sigaction_ignore(sig: i32, ignore: bool) -> io::Result<bool> {
 pub fn exit_immediately(code: i32) -> ! {
     // SAFETY: _exit is async-signal-safe and never returns.
     unsafe { libc::_exit(code) }
+}
+
+/// `fflush(NULL)` then `_exit(code)`: writes out every C stdio buffer and
+/// ends the process at once, running no destructors or `atexit` handlers.
+/// A failed flush is ignored: nobody is left to tell.
+///
+/// Inlined: a fork child leaves through it, and each code page a fork
+/// child runs first costs it a page fault.
+#[inline(always)]
+pub fn fflush_all_and_exit(code: i32) -> ! {
+    // SAFETY: fflush(NULL) flushes all open output streams and takes no
+    // pointer we provide; _exit is async-signal-safe and never returns.
+    unsafe {
+        libc::fflush(std::ptr::null_mut());
+        libc::_exit(code)
+    }
 }
 
 /// `getpid(2)`.
