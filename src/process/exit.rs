@@ -104,8 +104,10 @@ pub(crate) fn run_child(target: impl FnOnce() -> i32, name: &str, stdout: &Stdou
     // flush inlined. Rust's stderr has no buffer (its `flush` does nothing):
     // not called, as each function a fork child runs first costs it a page
     // fault.
+    // The result is forgotten, not dropped: the process ends right below,
+    // and dropping it would call a function out of line.
     let mut stdout = stdout;
-    let _ = stdout.flush();
+    std::mem::forget(stdout.flush());
     sys::fflush_all_and_exit(code)
 }
 

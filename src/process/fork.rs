@@ -64,25 +64,19 @@ pub(crate) fn start(
     // parent held is documented as the caller's concern: fork after
     // starting threads is unsafe in the sense Python's docs describe
     // (module docs of `process`).
-    match unsafe { sys::fork() } {
-        Err(e) => {
-            drop(table);
-            drop(stderr);
-            drop(stdout);
-            Err((work, Error::os("fork", e)))
-        }
-        // The path from here to the child's `_exit` is inlined into this
-        // function (`run_in_child`), cold parts aside: each code page a fork
-        // child runs first is a page fault.
+    let forked = unsafe { sys::fork() };
+    // Each side updates its copy of the table under the locks.
+    let mut me = Some(me);
+    let child = match forked {
+        Err(_) => None,
         Ok(Forked::Child) => {
             if let Some((write_end, read_end)) = lifeline {
                 arm_lifeline_in_child(write_end, read_end);
             }
-            table.become_child(me);
-            drop(table);
-            drop(stderr);
-            drop(stdout);
-            work.run_in_child(launch.name, &out)
+            if let Some(me) = me.take() {
+                table.become_child(me);
+            }
+            None
         }
         Ok(Forked::Parent(pid)) => {
             let mut child = ChildCell::new(pid);
@@ -96,14 +90,25 @@ pub(crate) fn start(
             // SAFETY: initialised just above.
             let child = unsafe { cell.assume_init() };
             table.track(Arc::clone(&child));
-            drop(table);
-            drop(stderr);
-            drop(stdout);
+            Some(child)
+        }
+    };
+    // Released in one place for every outcome: one copy of the unlocking
+    // code, inlined here, so that the child runs no separate function for it
+    // (each code page a fork child runs first is a page fault; so is the
+    // rest of its path to `_exit`, `run_in_child`, inlined here too).
+    drop(table);
+    drop(stderr);
+    drop(stdout);
+    match (forked, child) {
+        (Err(e), _) => Err((work, Error::os("fork", e))),
+        (Ok(Forked::Child), _) => work.run_in_child(launch.name, &out),
+        (Ok(Forked::Parent(_)), child) => {
             // Dropped only now, with no lock held: its captures' destructors
             // are the caller's code and may start or reap processes.
             drop(work);
             drop(me);
-            Ok(child)
+            Ok(child.expect("the parent's arm above made it"))
         }
     }
 }
