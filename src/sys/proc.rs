@@ -1,6 +1,7 @@
 //! Processes: `fork(2)`, `waitpid(2)`, `pidfd_open(2)`, `pidfd_send_signal(2)`, `poll(2)`,
-//! `kill(2)`, `sigaction(2)`, `_exit(2)`, `fflush(3)`, `getpid(2)`, `gettid(2)`, `prctl(PR_SET_PDEATHSIG)`, and
-//! `/proc/PID/stat`.
+//! `kill(2)`, `sigaction(2)`, `_exit(2)`, `fflush(3)`, `getpid(2)`, `gettid(2)`,
+//! `prctl(PR_SET_PDEATHSIG)`, `/proc/PID/stat`, and the `mmap(2)` +
+//! `madvise(MADV_WIPEONFORK)` page that tells cached ids they are stale.
 
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
