@@ -100,10 +100,14 @@ pub(crate) fn start(
     drop(table);
     drop(stderr);
     drop(stdout);
-    match (forked, child) {
-        (Err(e), _) => Err((work, Error::os("fork", e))),
-        (Ok(Forked::Child), _) => work.run_in_child(launch.name, &out),
-        (Ok(Forked::Parent(_)), child) => {
+    // A match on `forked` alone: matching a tuple of it and `child` made
+    // the compiler load a constant from read-only data on the child's path,
+    // another page the child faulted on (fork copies no page table entries
+    // for the program's read-only data either).
+    match forked {
+        Err(e) => Err((work, Error::os("fork", e))),
+        Ok(Forked::Child) => work.run_in_child(launch.name, &out),
+        Ok(Forked::Parent(_)) => {
             // Dropped only now, with no lock held: its captures' destructors
             // are the caller's code and may start or reap processes.
             drop(work);
