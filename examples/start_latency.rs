@@ -23,7 +23,11 @@
 //!
 //! `cargo run --release --example start_latency [-- ROUNDS [--no-python]]`;
 //! `-- --once METHOD` (or `raw`: a raw fork) makes three start + join (look
-//! at the second with `strace -f` or `perf record -e page-faults -d`).
+//! at the second with `strace -f`, or list each page fault with its address
+//! and code: `setarch -R perf record -g -e exceptions:page_fault_user -e
+//! exceptions:page_fault_kernel` then `perf script`; `setarch -R` keeps the
+//! layout, hence which 64 KiB windows of code a child faults on, from run
+//! to run).
 
 use std::time::{Duration, Instant};
 

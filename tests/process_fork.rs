@@ -102,6 +102,28 @@ fn an_error_exits_with_1_and_is_printed_on_stderr() {
 }
 
 #[test]
+fn output_left_in_buffers_is_written_before_the_child_exits() {
+    let (mut out_r, out_w) = gate();
+    let p = Process::new(move || {
+        sys::dup2(out_w.as_fd(), 1).expect("dup2");
+        // No newline: Rust's stdout (a line writer) and C's stdout (fully
+        // buffered on a pipe) both keep it until a flush.
+        std::io::stdout()
+            .write_all(b"rust-pending ")
+            .expect("write");
+        // SAFETY: a NUL-terminated format with no conversions.
+        unsafe { libc::printf(c"c-pending".as_ptr()) };
+    });
+    p.start().unwrap();
+    assert_eq!(join(&p), 0);
+    let text = read_available(&mut out_r);
+    assert!(
+        text.contains("rust-pending") && text.contains("c-pending"),
+        "stdout was {text:?}"
+    );
+}
+
+#[test]
 fn a_panic_exits_with_1_and_its_message_is_on_stderr() {
     let (mut stderr_r, stderr_w) = gate();
     let p = Process::new(move || -> i32 {

@@ -83,6 +83,14 @@ impl Children {
         identity
     }
 
+    /// Makes room for one more child, so that the [`track`] after a fork
+    /// does not allocate.
+    ///
+    /// [`track`]: Children::track
+    pub(crate) fn reserve_one(&mut self) {
+        self.unreaped.reserve(1);
+    }
+
     /// Tracks a child just started.
     pub(crate) fn track(&mut self, child: Arc<ChildCell>) {
         self.unreaped.push(child);
@@ -115,14 +123,17 @@ impl Children {
     /// first run is a page fault (fork does not copy the page table entries
     /// of the program's code), and this keeps it on pages the child runs
     /// anyway.
+    ///
+    /// The parent's cells are only read (a cell without a lifeline), not
+    /// dropped, and the parent's `Me` is not freed: each write to a page the
+    /// parent wrote before the fork is a page fault in a fork child, and
+    /// the child is about to run its target and exit anyway.
     #[inline(always)]
     pub(crate) fn become_child(&mut self, me: Me) {
-        for child in self.unreaped.drain(..) {
+        for child in &self.unreaped {
             child.close_lifeline();
         }
-        // The parent's `Me` is not freed: the child is about to run its
-        // target and exit, and not touching the allocator here keeps a fork
-        // child cheap.
+        std::mem::forget(std::mem::take(&mut self.unreaped));
         std::mem::forget(std::mem::replace(&mut self.me, me));
         self.created = 0;
     }

@@ -1,8 +1,9 @@
 //! What a child does with its target: run it, turn the result into an exit
 //! code, report a panic or an error on stderr, flush, and `_exit`.
 
+use std::any::Any;
 use std::fmt::Display;
-use std::io::Write;
+use std::io::{Stdout, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::sys;
@@ -81,32 +82,53 @@ pub(crate) fn target(f: impl FnOnce() -> i32 + Send + 'static) -> Target {
 /// whatever the caller still holds) is never dropped, so the child frees
 /// nothing it did not allocate itself.
 ///
+/// `stdout` is a handle the caller took already (a fork child takes it in
+/// the parent, before the fork), flushed here before `_exit`.
+///
 /// A panic in `target` is reported by the panic hook as usual (the default
 /// hook prints the message; a test harness's hook may capture it instead),
 /// then here on stderr as `Process NAME (pid PID) panicked: MESSAGE`, as
 /// Python prints `Process NAME:` and the traceback; the exit code is 1.
-pub(crate) fn run_child(target: impl FnOnce() -> i32, name: &str) -> ! {
+///
+/// Inlined into the fork child's path: in a fork child each code page
+/// first run is a page fault (fork copies no page table entries of the
+/// program's code), so the path from `fork` to `_exit` is kept in one
+/// function, with the panic report out of line as it is rarely run.
+#[inline(always)]
+pub(crate) fn run_child(target: impl FnOnce() -> i32, name: &str, stdout: &Stdout) -> ! {
     let code = match catch_unwind(AssertUnwindSafe(target)) {
         Ok(code) => code,
-        Err(payload) => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .copied()
-                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-                .unwrap_or("a panic payload that is not a string");
-            let _ = writeln!(
-                std::io::stderr(),
-                "Process {name} (pid {}) panicked: {message}",
-                sys::getpid()
-            );
-            // Dropping the payload could panic again; the process ends
-            // right below, so it is simply not dropped.
-            std::mem::forget(payload);
-            1
-        }
+        Err(payload) => report_panic(payload, name),
     };
-    flush_std_streams();
-    sys::exit_immediately(code)
+    // As `flush_std_streams`, with the handle taken already and the C
+    // flush inlined. Rust's stderr has no buffer (its `flush` does nothing):
+    // not called, as each function a fork child runs first costs it a page
+    // fault.
+    // The result is forgotten, not dropped: the process ends right below,
+    // and dropping it would call a function out of line.
+    let mut stdout = stdout;
+    std::mem::forget(stdout.flush());
+    sys::fflush_all_and_exit(code)
+}
+
+/// The report of a target's panic on stderr; the exit code it gives (1).
+#[cold]
+#[inline(never)]
+fn report_panic(payload: Box<dyn Any + Send>, name: &str) -> i32 {
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic payload that is not a string");
+    let _ = writeln!(
+        std::io::stderr(),
+        "Process {name} (pid {}) panicked: {message}",
+        sys::getpid()
+    );
+    // Dropping the payload could panic again; the process ends right after
+    // this, so it is simply not dropped.
+    std::mem::forget(payload);
+    1
 }
 
 /// Writes out what Rust's stdout and C's stdio buffers hold. Called before
@@ -114,8 +136,7 @@ pub(crate) fn run_child(target: impl FnOnce() -> i32, name: &str) -> ! {
 /// before `_exit` (which would drop it). Errors are ignored: there is nobody
 /// left to tell about a closed stdout.
 pub(crate) fn flush_std_streams() {
-    // Rust's stderr has no buffer (its `flush` does nothing): not called, as
-    // each function a fork child runs first costs it a page fault.
+    // Rust's stderr has no buffer: its `flush` does nothing.
     let _ = std::io::stdout().flush();
     let _ = sys::fflush_all();
 }

@@ -30,13 +30,17 @@ pub(crate) fn start(
     // consistent, whatever other threads of the parent were doing: Rust's
     // stdout and stderr (the child flushes them before it exits) and the
     // table of children (the child resets its copy, and may start children
-    // of its own).
-    let stdout = std::io::stdout().lock();
+    // of its own). The child flushes stdout through `out`, taken here.
+    let out = std::io::stdout();
+    let stdout = out.lock();
     let stderr = std::io::stderr().lock();
     let mut table = children::lock();
     table.reap_finished();
-    // Built here, not in the child: a fork child that allocates less
-    // touches fewer pages (each first touch is a page fault there).
+    // Everything either side needs is allocated here, before the fork:
+    // after it, each page either side writes first is a page fault (fork
+    // makes the parent's memory copy-on-write on both sides), and the
+    // allocator writes several. `me` is the child's; the cell and the
+    // table's room for it are the parent's.
     let me = Me {
         identity: launch.identity.to_vec(),
         name: launch.name.to_owned(),
@@ -47,6 +51,8 @@ pub(crate) fn start(
             pidfd: None,
         }),
     };
+    let mut cell = Arc::<ChildCell>::new_uninit();
+    table.reserve_one();
     // Pending output would otherwise be written twice: by the parent, and
     // by the child from its copy of the buffers.
     exit::flush_std_streams();
@@ -58,42 +64,65 @@ pub(crate) fn start(
     // parent held is documented as the caller's concern: fork after
     // starting threads is unsafe in the sense Python's docs describe
     // (module docs of `process`).
-    match unsafe { sys::fork() } {
-        Err(e) => {
-            drop(table);
-            drop(stderr);
-            drop(stdout);
-            Err((work, Error::os("fork", e)))
-        }
+    let forked = unsafe { sys::fork() };
+    // Each side updates its copy of the table under the locks.
+    let mut me = Some(me);
+    let child = match forked {
+        Err(_) => None,
         Ok(Forked::Child) => {
             if let Some((write_end, read_end)) = lifeline {
-                drop(write_end);
-                lifeline::arm(read_end.as_raw_fd());
-                // Kept open for the life of the child.
-                std::mem::forget(read_end);
+                arm_lifeline_in_child(write_end, read_end);
             }
-            table.become_child(me);
-            drop(table);
-            drop(stderr);
-            drop(stdout);
-            work.run_in_child(launch.name)
+            if let Some(me) = me.take() {
+                table.become_child(me);
+            }
+            None
         }
         Ok(Forked::Parent(pid)) => {
-            let mut cell = ChildCell::new(pid);
+            let mut child = ChildCell::new(pid);
             if let Some((write_end, read_end)) = lifeline {
                 drop::<OwnedFd>(read_end);
-                cell = cell.with_lifeline(write_end);
+                child = child.with_lifeline(write_end);
             }
-            let child = Arc::new(cell);
+            Arc::get_mut(&mut cell)
+                .expect("made above and not shared")
+                .write(child);
+            // SAFETY: initialised just above.
+            let child = unsafe { cell.assume_init() };
             table.track(Arc::clone(&child));
-            drop(table);
-            drop(stderr);
-            drop(stdout);
+            Some(child)
+        }
+    };
+    // Released in one place for every outcome: one copy of the unlocking
+    // code, inlined here, so that the child runs no separate function for it
+    // (each code page a fork child runs first is a page fault; so is the
+    // rest of its path to `_exit`, `run_in_child`, inlined here too).
+    drop(table);
+    drop(stderr);
+    drop(stdout);
+    // A match on `forked` alone: matching a tuple of it and `child` made
+    // the compiler load a constant from read-only data on the child's path,
+    // another page the child faulted on (fork copies no page table entries
+    // for the program's read-only data either).
+    match forked {
+        Err(e) => Err((work, Error::os("fork", e))),
+        Ok(Forked::Child) => work.run_in_child(launch.name, &out),
+        Ok(Forked::Parent(_)) => {
             // Dropped only now, with no lock held: its captures' destructors
             // are the caller's code and may start or reap processes.
             drop(work);
             drop(me);
-            Ok(child)
+            Ok(child.expect("the parent's arm above made it"))
         }
     }
+}
+
+/// In a daemon's fork child: closes the lifeline's write end and arms the
+/// read end, which stays open for the life of the child.
+#[cold]
+#[inline(never)]
+fn arm_lifeline_in_child(write_end: OwnedFd, read_end: OwnedFd) {
+    drop(write_end);
+    lifeline::arm(read_end.as_raw_fd());
+    std::mem::forget(read_end);
 }

@@ -41,12 +41,16 @@ impl Work {
     /// In a fork child: runs it and exits with its code, freeing nothing
     /// (see [`exit::run_child`]): the argument bytes of an entry are only
     /// borrowed, and a closure's box stays allocated (its captures are the
-    /// child's own and are dropped when it returns).
-    pub(crate) fn run_in_child(self, name: &str) -> ! {
+    /// child's own and are dropped when it returns). `stdout` is flushed
+    /// before the exit.
+    ///
+    /// Inlined into the fork child's path (see [`exit::run_child`]).
+    #[inline(always)]
+    pub(crate) fn run_in_child(self, name: &str, stdout: &std::io::Stdout) -> ! {
         match self {
             // By reference: called by value, the box would be freed.
-            Work::Closure(mut target) => exit::run_child(&mut *target, name),
-            Work::Entry { entry, arg, .. } => exit::run_child(|| entry.call(&arg), name),
+            Work::Closure(mut target) => exit::run_child(&mut *target, name, stdout),
+            Work::Entry { entry, arg, .. } => exit::run_child(|| entry.call(&arg), name, stdout),
         }
     }
 }
@@ -300,7 +304,7 @@ impl LaunchSpec {
                 sys::exit_immediately(1);
             }
         };
-        exit::run_child(|| entry.call(&self.arg), &self.name)
+        exit::run_child(|| entry.call(&self.arg), &self.name, &std::io::stdout())
     }
 }
 

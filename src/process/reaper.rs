@@ -124,7 +124,15 @@ impl ChildCell {
 
     /// Closes the lifeline's write end if the cell has one. Async-signal-
     /// safe (one atomic swap, one close): it also runs in fork children.
+    ///
+    /// A cell without one is only read: in a fork child, that costs no copy
+    /// of the page it is on.
     pub(crate) fn close_lifeline(&self) {
+        // Relaxed: -1 is final (no one stores a descriptor after the cell
+        // is shared), so seeing it means there is nothing to close.
+        if self.lifeline.load(Ordering::Relaxed) < 0 {
+            return;
+        }
         // Relaxed: the swap alone decides who closes it (exactly one caller
         // gets the number); no other memory is published with it.
         let fd = self.lifeline.swap(-1, Ordering::Relaxed);

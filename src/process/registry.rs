@@ -29,6 +29,7 @@ pub(crate) enum Entry {
 
 impl Entry {
     /// Runs the entry on `arg` and returns its exit code.
+    #[inline]
     pub(crate) fn call(self, arg: &[u8]) -> i32 {
         match self {
             Entry::Rust(f) => f(arg),

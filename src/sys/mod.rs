@@ -35,8 +35,8 @@ pub use net::{
     socket_stream, socketpair_stream, writev,
 };
 pub use proc::{
-    ChildStatus, Forked, current_ids, exit_immediately, fork, getpid, getppid, gettid, kill,
-    pidfd_open, pidfd_send_signal, poll_readable, process_start_time, register_fork_handlers,
-    set_parent_death_signal, sigaction_ignore, waitpid,
+    ChildStatus, Forked, current_ids, exit_immediately, fflush_all_and_exit, fork, getpid, getppid,
+    gettid, kill, pidfd_open, pidfd_send_signal, poll_readable, process_start_time,
+    register_fork_handlers, set_parent_death_signal, sigaction_ignore, waitpid,
 };
 pub use scm::{MAX_PASSED_FDS, recv_dontwait, recvmsg_fds, sendmsg_fds};

@@ -1,9 +1,11 @@
 //! Processes: `fork(2)`, `waitpid(2)`, `pidfd_open(2)`, `pidfd_send_signal(2)`, `poll(2)`,
-//! `kill(2)`, `sigaction(2)`, `_exit(2)`, `getpid(2)`, `gettid(2)`, `prctl(PR_SET_PDEATHSIG)`, and
-//! `/proc/PID/stat`.
+//! `kill(2)`, `sigaction(2)`, `_exit(2)`, `fflush(3)`, `getpid(2)`, `gettid(2)`,
+//! `prctl(PR_SET_PDEATHSIG)`, `/proc/PID/stat`, and the `mmap(2)` +
+//! `madvise(MADV_WIPEONFORK)` page that tells cached ids they are stale.
 
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// What [`fork`] returned in this process.
@@ -44,10 +46,14 @@ impl ChildStatus {
 ///   exits, exactly as POSIX says.
 /// - The child must leave with [`exit_immediately`] (or exec), never by
 ///   returning into code that assumes it is the parent.
+///
+/// Inlined into callers in other crates too (benchmarks): each code page a
+/// fork child runs first is a page fault.
+#[inline]
 pub unsafe fn fork() -> io::Result<Forked> {
-    // Registered before any fork of ours, so a child never inherits the
-    // registration half-done (see `register_atfork`).
-    register_atfork();
+    // Made before any fork of ours, so a child never inherits it half-done
+    // (see `init_epoch`).
+    init_epoch();
     // SAFETY: the caller accepts fork's rules above.
     match unsafe { libc::fork() } {
         -1 => Err(io::Error::last_os_error()),
@@ -160,9 +166,28 @@ pub fn sigaction_ignore(sig: i32, ignore: bool) -> io::Result<bool> {
 }
 
 /// `_exit(code)`: ends the process at once, running no destructors or `atexit` handlers.
+///
+/// Inlined, as [`fork`] is: fork children leave through it.
+#[inline]
 pub fn exit_immediately(code: i32) -> ! {
     // SAFETY: _exit is async-signal-safe and never returns.
     unsafe { libc::_exit(code) }
+}
+
+/// `fflush(NULL)` then `_exit(code)`: writes out every C stdio buffer and
+/// ends the process at once, running no destructors or `atexit` handlers.
+/// A failed flush is ignored: nobody is left to tell.
+///
+/// Inlined: a fork child leaves through it, and each code page a fork
+/// child runs first costs it a page fault.
+#[inline(always)]
+pub fn fflush_all_and_exit(code: i32) -> ! {
+    // SAFETY: fflush(NULL) flushes all open output streams and takes no
+    // pointer we provide; _exit is async-signal-safe and never returns.
+    unsafe {
+        libc::fflush(std::ptr::null_mut());
+        libc::_exit(code)
+    }
 }
 
 /// `getpid(2)`.
@@ -218,28 +243,85 @@ pub fn process_start_time(pid: i32) -> io::Result<Option<(u64, bool)>> {
     Ok(Some((start, matches!(state, "Z" | "X"))))
 }
 
-/// Bumped in every fork child (by `pthread_atfork`), so per-thread caches
-/// of the pid and tid know they are stale.
-static FORK_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// The word that tells per-thread caches of the pid and tid (see
+/// [`current_ids`]) whether they are stale: this process's *epoch*, or 0
+/// until this process (a fresh fork child, or the first process) takes one.
+///
+/// It reads 0 in every fork child without any code running there: it sits
+/// alone in a page marked `MADV_WIPEONFORK`, which a fork child gets as a
+/// fresh zero page instead of a copy. (A fork child handler that bumped a
+/// counter cost every fork child, made by anyone, a page fault for the
+/// handler's code and one for the counter's page, ~5 us here.) On kernels
+/// without `MADV_WIPEONFORK` (before 4.14) it is [`FALLBACK_EPOCH`], which a
+/// `pthread_atfork` child handler zeroes. Null until [`init_epoch`] ran;
+/// set once, never unmapped.
+static EPOCH: AtomicPtr<AtomicU64> = AtomicPtr::new(std::ptr::null_mut());
 
-extern "C" fn after_fork_in_child() {
+/// The epoch word when `MADV_WIPEONFORK` is missing (see [`EPOCH`]).
+static FALLBACK_EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// The last epoch this process or one of its ancestors took. A fork child
+/// inherits it, so the epoch it takes is above every epoch of its
+/// ancestors, the only ones a cache it inherited can hold. Written only
+/// when a process takes its epoch (once per process).
+static LAST_EPOCH: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn zero_fallback_epoch_in_child() {
     // Relaxed: read only by this (single-threaded) child after fork returns.
-    FORK_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    FALLBACK_EPOCH.store(0, Ordering::Relaxed);
 }
 
-/// Registers the fork child handler once. It runs at library load (the
-/// constructor below), so that a fork made by any thread, or by C code,
-/// never copies the `Once` in the middle of its initialisation into a child
-/// (where it would stay "in progress" forever); `fork` and `current_ids`
-/// call it too, for loaders that skip constructors.
-fn register_atfork() {
+/// Sets [`EPOCH`] once. It runs at library load (the constructor below),
+/// so that a fork made by any thread, or by C code, never copies the `Once`
+/// in the middle of its initialisation into a child (where it would stay
+/// "in progress" forever); `fork` and `current_ids` call it too, for
+/// loaders that skip constructors.
+fn init_epoch() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        // SAFETY: the handler is an `extern "C" fn()` that only bumps an
-        // atomic, which is async-signal-safe as fork's child handlers must be.
-        let rc = unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
-        assert_eq!(rc, 0, "pthread_atfork failed");
+        let word = wiped_on_fork_word().unwrap_or_else(|| {
+            // SAFETY: the handler is an `extern "C" fn()` that only stores
+            // to an atomic, which is async-signal-safe as fork's child
+            // handlers must be.
+            let rc =
+                unsafe { libc::pthread_atfork(None, None, Some(zero_fallback_epoch_in_child)) };
+            assert_eq!(rc, 0, "pthread_atfork failed");
+            &FALLBACK_EPOCH
+        });
+        // SYNC(epoch-word): Release pairs with the Acquire in `current_ids`,
+        // which then sees the page mapped.
+        EPOCH.store(std::ptr::from_ref(word).cast_mut(), Ordering::Release);
     });
+}
+
+/// `mmap` of one private anonymous page, then `madvise(MADV_WIPEONFORK)`:
+/// a zeroed word that reads 0 again in every fork child. `None` if either
+/// call failed (the page is unmapped again).
+fn wiped_on_fork_word() -> Option<&'static AtomicU64> {
+    let len = super::page_size();
+    // SAFETY: a new private anonymous mapping: no existing memory is touched.
+    let page = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if page == libc::MAP_FAILED {
+        return None;
+    }
+    // SAFETY: `page` is the mapping of `len` bytes made just above.
+    if unsafe { libc::madvise(page, len, libc::MADV_WIPEONFORK) } != 0 {
+        // SAFETY: the same mapping, not shared with anyone yet.
+        unsafe { libc::munmap(page, len) };
+        return None;
+    }
+    // SAFETY: page-aligned, zeroed, readable and writable, never unmapped:
+    // a valid `AtomicU64` for the rest of the process's life.
+    Some(unsafe { &*page.cast::<AtomicU64>() })
 }
 
 /// `pthread_atfork(prepare, parent, child)`: handlers run around every fork
@@ -261,48 +343,79 @@ pub fn register_fork_handlers(
     Ok(())
 }
 
-extern "C" fn register_atfork_at_load() {
-    register_atfork();
+extern "C" fn init_epoch_at_load() {
+    init_epoch();
 }
 
 // SAFETY (of the link section): an `.init_array` entry is an `extern "C"
 // fn()` run once by the loader before `main` (or at `dlopen`); ours only
-// calls pthread_atfork through a `Once`.
+// maps a page (or calls pthread_atfork) through a `Once`.
 #[used]
 #[unsafe(link_section = ".init_array")]
-static REGISTER_ATFORK_AT_LOAD: extern "C" fn() = register_atfork_at_load;
+static INIT_EPOCH_AT_LOAD: extern "C" fn() = init_epoch_at_load;
 
 thread_local! {
-    /// `(fork generation, pid, tid)` of the calling thread, as last read.
-    static IDS: std::cell::Cell<(u64, i32, i32)> = const { std::cell::Cell::new((u64::MAX, 0, 0)) };
+    /// `(epoch, pid, tid)` of the calling thread, as last read; epoch 0:
+    /// empty (no epoch is 0).
+    static IDS: std::cell::Cell<(u64, i32, i32)> = const { std::cell::Cell::new((0, 0, 0)) };
 }
 
 /// The calling thread's `(pid, tid)`, cached per thread without a syscall and
 /// refreshed after a `fork`, whoever made it (C code included). Inlined: the
 /// queues' hot paths ask for it on every operation.
+///
+/// The cache holds the epoch of the process that filled it; it is good while
+/// that is this process's epoch (see [`EPOCH`]). A fork child's epoch word
+/// reads 0, so its first call takes a new epoch, above every epoch of its
+/// ancestors (see [`LAST_EPOCH`]), and no cache it inherited can match.
 #[inline]
 pub fn current_ids() -> (i32, i32) {
+    // SYNC(epoch-word): Acquire pairs with the Release in `init_epoch`.
+    let word = EPOCH.load(Ordering::Acquire);
     IDS.with(|c| {
-        // Relaxed: the generation is written in this same process, by the
-        // fork child handler that runs before fork returns in this thread.
-        let generation = FORK_GENERATION.load(std::sync::atomic::Ordering::Relaxed);
-        let (cached_gen, pid, tid) = c.get();
-        if cached_gen == generation {
-            (pid, tid)
-        } else {
-            refresh_ids(c)
+        let (cached, pid, tid) = c.get();
+        // SAFETY: a non-null `word` was set by `init_epoch` to a word that
+        // lives as long as the process (a static, or a page never unmapped).
+        // Relaxed: the word is only compared: it is 0 or this process's
+        // epoch, and nothing else is published with it.
+        if cached != 0 && !word.is_null() && unsafe { &*word }.load(Ordering::Relaxed) == cached {
+            return (pid, tid);
         }
+        refresh_ids(c)
     })
 }
 
+/// The rare part of [`current_ids`]: a first call in this thread, or in a
+/// new process (a fork child).
 #[cold]
 #[inline(never)]
 fn refresh_ids(cache: &std::cell::Cell<(u64, i32, i32)>) -> (i32, i32) {
-    register_atfork();
-    let ids = (getpid(), gettid());
+    // SYNC(epoch-word): as in `current_ids`.
+    let mut word = EPOCH.load(Ordering::Acquire);
+    if word.is_null() {
+        init_epoch();
+        // SYNC(epoch-word): as above.
+        word = EPOCH.load(Ordering::Acquire);
+    }
+    // SAFETY: as in `current_ids`; `init_epoch` has set it now.
+    let word = unsafe { &*word };
     // Relaxed: as in `current_ids`.
-    let generation = FORK_GENERATION.load(std::sync::atomic::Ordering::Relaxed);
-    cache.set((generation, ids.0, ids.1));
+    let epoch = word.load(Ordering::Relaxed);
+    let epoch = if epoch != 0 {
+        epoch
+    } else {
+        // Relaxed: the counter only has to grow, and two threads taking
+        // an epoch at once get different numbers (one read-modify-write).
+        let fresh = LAST_EPOCH.fetch_add(1, Ordering::Relaxed) + 1;
+        // Relaxed: the compare-exchange alone decides which thread's
+        // number becomes the epoch; the loser uses the winner's.
+        match word.compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => fresh,
+            Err(theirs) => theirs,
+        }
+    };
+    let ids = (getpid(), gettid());
+    cache.set((epoch, ids.0, ids.1));
     ids
 }
 
@@ -323,6 +436,39 @@ mod tests {
                 exit_immediately(if ok { 0 } else { 3 });
             }
             Forked::Parent(child) => {
+                assert_eq!(waitpid(child, false).unwrap(), Some(ChildStatus::Exited(0)));
+            }
+        }
+    }
+
+    #[test]
+    fn ids_are_fresh_in_a_grandchild_of_a_child_that_never_asked() {
+        let _ = current_ids();
+        // SAFETY: C's fork, not ours, as any C code could call it. Both
+        // children only make syscalls and call `current_ids` (whose `Once`
+        // completed above, so it takes no lock) before `_exit`.
+        match unsafe { libc::fork() } {
+            -1 => panic!("fork: {}", io::Error::last_os_error()),
+            0 => {
+                // This child never calls current_ids: its cache still holds
+                // the parent's ids when it forks the grandchild.
+                // SAFETY: as above.
+                let code = match unsafe { libc::fork() } {
+                    -1 => 4,
+                    0 => {
+                        let (pid, tid) = current_ids();
+                        let again = current_ids();
+                        let ok = pid == getpid() && tid == gettid() && again == (pid, tid);
+                        exit_immediately(if ok { 0 } else { 3 });
+                    }
+                    grandchild => match waitpid(grandchild, false) {
+                        Ok(Some(ChildStatus::Exited(code))) => code,
+                        _ => 5,
+                    },
+                };
+                exit_immediately(code);
+            }
+            child => {
                 assert_eq!(waitpid(child, false).unwrap(), Some(ChildStatus::Exited(0)));
             }
         }
