@@ -365,9 +365,9 @@ thread_local! {
 /// queues' hot paths ask for it on every operation.
 ///
 /// The cache holds the epoch of the process that filled it; it is good while
-/// that is this process's epoch (see [`EPOCH`]). A fork child's epoch word
+/// that is this process's epoch (see `EPOCH`). A fork child's epoch word
 /// reads 0, so its first call takes a new epoch, above every epoch of its
-/// ancestors (see [`LAST_EPOCH`]), and no cache it inherited can match.
+/// ancestors (see `LAST_EPOCH`), and no cache it inherited can match.
 #[inline]
 pub fn current_ids() -> (i32, i32) {
     // SYNC(epoch-word): Acquire pairs with the Release in `init_epoch`.
