@@ -3,11 +3,14 @@
 //! SIGKILL at a chosen point and at random points.
 #![cfg(not(loom))]
 
+mod common;
+
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
+use common::rng::Rng;
 use multiproc::Error;
 use multiproc::process::Process;
 use multiproc::queue::{JoinableQueue, Queue, QueueOptions};
@@ -29,17 +32,6 @@ fn read_acks(mut r: File) -> Vec<u64> {
         .chunks_exact(8)
         .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
         .collect()
-}
-
-/// A deterministic pseudo-random sequence (xorshift), seeded per test.
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
 }
 
 fn many_to_many(options: QueueOptions, producers: u64, consumers: u64, per_producer: u64) {

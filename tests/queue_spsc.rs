@@ -5,11 +5,14 @@
 //! reordered or torn message shows.
 #![cfg(not(loom))]
 
+mod common;
+
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
+use common::rng::Rng;
 use multiproc::Error;
 use multiproc::process::Process;
 use multiproc::queue::{Queue, QueueOptions};
@@ -42,17 +45,6 @@ fn number(bytes: &[u8]) -> u64 {
 fn pipe() -> (File, File) {
     let (r, w): (OwnedFd, OwnedFd) = multiproc::sys::pipe().unwrap();
     (File::from(r), File::from(w))
-}
-
-/// A deterministic pseudo-random sequence (xorshift).
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
 }
 
 /// Producer processes are killed while putting at random points; the next

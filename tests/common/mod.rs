@@ -15,6 +15,7 @@
 
 pub mod child;
 pub mod deadline;
+pub mod rng;
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
