@@ -3,7 +3,8 @@
 
 use std::time::Instant;
 
-use super::ring::{Found, RawRing, Reservation};
+use super::consume::Found;
+use super::ring::{RawRing, Reservation};
 use crate::error::{Error, Result};
 use crate::queue::common::{self, JoinState};
 use crate::shim::Ordering;

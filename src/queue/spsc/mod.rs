@@ -49,7 +49,7 @@
 //! `tail` only as a hint, about once per 2 KiB: when it comes that close
 //! to a producer that is still writing, it lets it get ahead for a few
 //! polls, so that each cache line crosses between the cores once instead
-//! of bouncing while both work on it (`keep_distance` in `ring.rs`).
+//! of bouncing while both work on it (`keep_distance` in `consume.rs`).
 //! Messages of up to 64 bytes are copied inline.
 //!
 //! # Roles
@@ -73,13 +73,17 @@
 //! never lost).
 
 mod blocking;
+mod consume;
+mod copy;
 mod ring;
 #[cfg(all(test, not(loom)))]
 mod tests;
 
+#[cfg(not(loom))]
+pub(crate) use consume::Found;
 pub(crate) use ring::RawRing;
 #[cfg(not(loom))]
-pub(crate) use ring::{Found, Reservation};
+pub(crate) use ring::Reservation;
 
 use super::common::JoinState;
 use crate::error::{Error, Result};

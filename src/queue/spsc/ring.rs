@@ -1,19 +1,14 @@
-//! The ring's algorithm: reserving, writing and publishing records on the
-//! producer's side, finding and releasing them on the consumer's, and the
-//! roles. The waits around it are in `blocking.rs`.
+//! The ring's core and its producer's side: the roles, reserving, writing
+//! and publishing records. The consumer's side is in `consume.rs`, the
+//! waits around both in `blocking.rs`.
 
 use std::ptr::NonNull;
 
+use super::copy::copy_message;
 use super::{EMPTY, PREFIX, RingHeader, WRAP, record_len};
 use crate::error::{Error, Result};
 use crate::queue::common::{self, Blocked};
-use crate::shim::{self, AtomicU32, Ordering};
-
-/// How far (bytes) behind a streaming producer the consumer stays: 32
-/// cache lines, 28 records of 64-byte messages.
-const SLIP: u64 = 2048;
-/// How many times a consumer polls `tail` while it keeps its distance.
-const SLIP_POLLS: u32 = 16;
+use crate::shim::{AtomicU32, Ordering};
 
 /// Where a reserved record goes.
 #[derive(Debug, Clone, Copy)]
@@ -42,62 +37,9 @@ impl Written {
     }
 }
 
-/// Copies `len` bytes from `src` to `dst`: inline for messages of up to 64
-/// bytes (a call to `memcpy` and its dispatch cost as much as the copy),
-/// by `memcpy` beyond.
-///
-/// # Safety
-///
-/// - `src` is valid for reads and `dst` for writes of `len` bytes, and the
-///   two do not overlap.
-#[inline(always)]
-pub(super) unsafe fn copy_message(src: *const u8, dst: *mut u8, len: usize) {
-    // SAFETY: the caller's promise; each access below lies inside
-    // `0..len` (the second of a pair may overlap the first, which copies
-    // the same bytes again); reads and writes are unaligned ones.
-    unsafe {
-        if len > 64 {
-            std::ptr::copy_nonoverlapping(src, dst, len);
-        } else if len > 32 {
-            // The first 32 bytes and the last 32 (overlapping).
-            let (a, b) = (
-                src.cast::<[u128; 2]>().read_unaligned(),
-                src.add(len - 32).cast::<[u128; 2]>().read_unaligned(),
-            );
-            dst.cast::<[u128; 2]>().write_unaligned(a);
-            dst.add(len - 32).cast::<[u128; 2]>().write_unaligned(b);
-        } else if len >= 16 {
-            let (a, b) = (
-                src.cast::<u128>().read_unaligned(),
-                src.add(len - 16).cast::<u128>().read_unaligned(),
-            );
-            dst.cast::<u128>().write_unaligned(a);
-            dst.add(len - 16).cast::<u128>().write_unaligned(b);
-        } else if len >= 8 {
-            let (a, b) = (
-                src.cast::<u64>().read_unaligned(),
-                src.add(len - 8).cast::<u64>().read_unaligned(),
-            );
-            dst.cast::<u64>().write_unaligned(a);
-            dst.add(len - 8).cast::<u64>().write_unaligned(b);
-        } else if len >= 4 {
-            let (a, b) = (
-                src.cast::<u32>().read_unaligned(),
-                src.add(len - 4).cast::<u32>().read_unaligned(),
-            );
-            dst.cast::<u32>().write_unaligned(a);
-            dst.add(len - 4).cast::<u32>().write_unaligned(b);
-        } else {
-            for i in 0..len {
-                *dst.add(i) = *src.add(i);
-            }
-        }
-    }
-}
-
 /// What a record's word says.
 #[derive(Debug, Clone, Copy)]
-enum Word {
+pub(super) enum Word {
     /// The end marker: nothing published here yet.
     End,
     /// A wrap marker: the next record starts at this counter.
@@ -106,24 +48,16 @@ enum Word {
     Message(usize),
 }
 
-/// A record found by the consumer.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Found {
-    /// Counter value of the record's prefix.
-    start: u64,
-    len: usize,
-}
-
 /// The algorithm over a header and its ring bytes, wherever they live.
 #[derive(Debug)]
 pub(crate) struct RawRing {
     header: NonNull<RingHeader>,
     ring: NonNull<u8>,
     mask: u64,
-    max_msg: usize,
+    pub(super) max_msg: usize,
     /// The consumer's distance from a streaming producer: [`SLIP`] bytes,
     /// or a quarter of the ring if that is less.
-    slip: u64,
+    pub(super) slip: u64,
     /// Under loom the words live beside the ring (one per 8 ring bytes), as
     /// loom atomics, so that the model checks their orderings; the message
     /// bytes stay in the ring. Both sides must then share this `RawRing`.
@@ -152,7 +86,7 @@ impl RawRing {
             ring,
             mask: h.capacity - 1,
             max_msg: h.max_msg as usize,
-            slip: SLIP.min(h.capacity / 4),
+            slip: super::consume::SLIP.min(h.capacity / 4),
             #[cfg(loom)]
             words: (0..h.capacity / PREFIX)
                 .map(|_| AtomicU32::new(EMPTY))
@@ -166,7 +100,7 @@ impl RawRing {
     }
 
     #[inline]
-    fn at(&self, counter: u64) -> *mut u8 {
+    pub(super) fn at(&self, counter: u64) -> *mut u8 {
         // SAFETY: masked into the ring's bytes.
         unsafe { self.ring.as_ptr().add((counter & self.mask) as usize) }
     }
@@ -207,7 +141,7 @@ impl RawRing {
     /// the ring's start, a length over the maximum) reads as a message of
     /// its clamped length, so a walk over a corrupt ring still moves on.
     #[inline]
-    fn decode(&self, counter: u64, word: u32) -> Word {
+    pub(super) fn decode(&self, counter: u64, word: u32) -> Word {
         match word {
             EMPTY => Word::End,
             WRAP if counter & self.mask != 0 => {
@@ -482,148 +416,5 @@ impl RawRing {
             self.publish(&first, end, sent as u64);
         }
         sent
-    }
-
-    /// Consumer: the record at `head`, or blocked (empty).
-    #[inline]
-    pub(crate) fn try_peek(&self) -> std::result::Result<Found, Blocked> {
-        self.try_peek_after(None)
-    }
-
-    /// Consumer: as [`try_peek`](Self::try_peek), but the record after
-    /// `last` (found and not yet released: a batch).
-    #[inline]
-    pub(crate) fn try_peek_after(
-        &self,
-        last: Option<&Found>,
-    ) -> std::result::Result<Found, Blocked> {
-        let h = self.header();
-        // Relaxed: only the consumer writes `head`. (8-aligned unless the
-        // ring is corrupt; kept aligned then too.)
-        let mut at = last.map_or_else(
-            || h.head.load(Ordering::Relaxed) & !(PREFIX - 1),
-            |f| f.start.wrapping_add(record_len(f.len as u64)),
-        );
-        if last.is_none() {
-            self.keep_distance(at);
-        }
-        loop {
-            // SYNC(ring-published): pairs with the producer's Release.
-            match self.decode(at, self.word(at).load(Ordering::Acquire)) {
-                Word::End => return Err(Blocked::Plain),
-                Word::Wrap(next) => at = next,
-                Word::Message(len) => return Ok(Found { start: at, len }),
-            }
-        }
-    }
-
-    /// Consumer: hands up to `max` waiting messages to `f`, in order, in
-    /// place, then frees them together. Returns how many.
-    pub(crate) fn try_pop_batch(&self, max: usize, f: &mut impl FnMut(&[u8])) -> usize {
-        let mut last = None;
-        let mut n = 0;
-        while n < max {
-            let Ok(found) = self.try_peek_after(last.as_ref()) else {
-                break;
-            };
-            // SAFETY: published and not yet released (we release after the loop).
-            f(unsafe { std::slice::from_raw_parts(self.found_bytes(&found), found.len) });
-            last = Some(found);
-            n += 1;
-        }
-        if let Some(found) = last {
-            self.release(&found, n as u64);
-        }
-        n
-    }
-
-    /// Consumer, before it reads at `at`: keeps its distance from a
-    /// producer that is streaming (FastForward's "temporal slipping").
-    /// Reading right behind the producer, the consumer would pull each
-    /// cache line while the producer is still writing it, and both would
-    /// wait for the line to come back on every message; a few lines apart,
-    /// each line crosses once. So when `at` comes within [`SLIP`] bytes of
-    /// where the producer was last seen, it looks at `tail` again, and
-    /// while the producer is behind that mark *and still moving*, it waits
-    /// a little ([`SLIP_POLLS`] polls at most). A producer that does not
-    /// move between two polls (one message in flight, a round trip) is not
-    /// waited for: that costs one pause. Only a heuristic: what the
-    /// consumer reads is decided by the words, never by `tail`. Not under
-    /// loom (its models check the protocol, not the timing).
-    #[inline]
-    fn keep_distance(&self, at: u64) {
-        let h = self.header();
-        // Relaxed: the consumer's own cache of a hint.
-        if cfg!(loom) || at.saturating_add(self.slip) <= h.cached_tail.load(Ordering::Relaxed) {
-            return;
-        }
-        self.slip(at);
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn slip(&self, at: u64) {
-        let h = self.header();
-        // Relaxed (the loads of `tail`): a hint of distance, no data is
-        // read because of it.
-        let mut seen = h.tail.load(Ordering::Relaxed);
-        for _ in 0..SLIP_POLLS {
-            if at.saturating_add(self.slip) <= seen {
-                break;
-            }
-            shim::spin_loop();
-            let now = h.tail.load(Ordering::Relaxed);
-            if now == seen {
-                break;
-            }
-            seen = now;
-        }
-        // Relaxed: the consumer's own cache.
-        h.cached_tail.store(seen, Ordering::Relaxed);
-    }
-
-    /// Consumer: the message bytes of a found record.
-    #[inline]
-    pub(crate) fn found_bytes(&self, f: &Found) -> *const u8 {
-        self.at(f.start.wrapping_add(PREFIX))
-    }
-
-    pub(crate) fn found_len(f: &Found) -> usize {
-        f.len
-    }
-
-    /// Consumer: frees everything up to and including `f` (`count` messages).
-    #[inline]
-    pub(crate) fn release(&self, f: &Found, count: u64) {
-        let h = self.header();
-        // Relaxed: only the consumer writes `received`; a count for qsize.
-        h.received.store(
-            h.received.load(Ordering::Relaxed).wrapping_add(count),
-            Ordering::Relaxed,
-        );
-        // SYNC(ring-freed): Release pairs with the producer's Acquire load:
-        // our reads of the record are done before it reuses the bytes.
-        h.head.store(
-            f.start.wrapping_add(record_len(f.len as u64)),
-            Ordering::Release,
-        );
-        common::wake(&h.not_full);
-    }
-
-    /// Consumer: one message into `buf`.
-    #[inline]
-    pub(super) fn try_pop(
-        &self,
-        buf: &mut [u8],
-    ) -> std::result::Result<std::result::Result<usize, usize>, Blocked> {
-        let f = self.try_peek()?;
-        if f.len > buf.len() {
-            return Ok(Err(f.len));
-        }
-        // SAFETY: the record is published and ours until released; `buf` is
-        // caller memory of at least `f.len` bytes.
-        unsafe { copy_message(self.found_bytes(&f), buf.as_mut_ptr(), f.len) };
-        self.release(&f, 1);
-        Ok(Ok(f.len))
     }
 }

@@ -197,7 +197,7 @@ fn message_copies_of_every_length_write_exactly_their_bytes() {
             let mut dst = vec![0xeeu8; 200];
             // SAFETY: both ranges lie inside their vectors; distinct vectors.
             unsafe {
-                super::ring::copy_message(src.as_ptr().add(offset), dst.as_mut_ptr().add(3), len)
+                super::copy::copy_message(src.as_ptr().add(offset), dst.as_mut_ptr().add(3), len)
             };
             assert_eq!(&dst[3..3 + len], &src[offset..offset + len], "length {len}");
             assert!(dst[..3].iter().all(|b| *b == 0xee), "before, length {len}");
