@@ -79,6 +79,22 @@ impl JoinState {
     }
 }
 
+/// The sizes every queue layout refuses: a capacity of 0 messages, a
+/// maximum message size of 0 bytes.
+pub(crate) fn check_sizes(capacity: usize, max_msg: usize) -> Result<()> {
+    if capacity == 0 {
+        return Err(Error::Invalid(
+            "queue capacity 0: it must hold at least one message".into(),
+        ));
+    }
+    if max_msg == 0 {
+        return Err(Error::Invalid(
+            "maximum message size 0: it must be at least 1 byte".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// How often a waiter that is stuck behind another participant's claim
 /// checks whether that participant is still alive.
 pub(crate) const CLAIMANT_POLL: Duration = Duration::from_millis(2);

@@ -147,16 +147,7 @@ pub(crate) const MAX_TAIL: u64 = 1 << 40;
 impl QueueHeader {
     /// A header for an empty, open queue. Checks the sizes.
     pub(crate) fn new(capacity: usize, max_msg: usize, flags: u32) -> Result<QueueHeader> {
-        if capacity == 0 {
-            return Err(Error::Invalid(
-                "queue capacity 0: it must hold at least one message".into(),
-            ));
-        }
-        if max_msg == 0 {
-            return Err(Error::Invalid(
-                "maximum message size 0: it must be at least 1 byte".into(),
-            ));
-        }
+        super::common::check_sizes(capacity, max_msg)?;
         let stride = (max_msg as u64).min(MAX_TAIL + 1).next_multiple_of(8);
         match tail_bytes(capacity as u64, stride) {
             Some(n)

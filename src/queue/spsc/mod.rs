@@ -166,16 +166,7 @@ impl RingHeader {
     /// A header for an empty ring that holds at least `capacity` messages
     /// of `max_msg` bytes. Checks the sizes.
     pub(crate) fn new(capacity: usize, max_msg: usize, flags: u32) -> Result<RingHeader> {
-        if capacity == 0 {
-            return Err(Error::Invalid(
-                "queue capacity 0: it must hold at least one message".into(),
-            ));
-        }
-        if max_msg == 0 {
-            return Err(Error::Invalid(
-                "maximum message size 0: it must be at least 1 byte".into(),
-            ));
-        }
+        crate::queue::common::check_sizes(capacity, max_msg)?;
         if max_msg as u64 > super::mpmc::MAX_TAIL || max_msg as u64 > MAX_WORD_LEN {
             return Err(Error::TooLarge {
                 len: max_msg,
