@@ -27,10 +27,11 @@
 //! descriptors, so when there are more, continuation messages follow
 //! (`"MPMORE2"`, a count, the numbers, the descriptors) until all arrived;
 //! the parent sends them all under the server's lock, so the messages of
-//! two requests never interleave. The server forks; the child moves each
-//! descriptor to its number (so handle texts made in the parent resolve
-//! unchanged), closes everything else and
-//! runs the entry. The server answers on the status socket with `"MPOK"`,
+//! two requests never interleave. The server reads the payload, looks the
+//! entry up and plans the descriptor moves (see `relocation`), then forks;
+//! the child moves each descriptor to its number (so handle texts made in
+//! the parent resolve unchanged), closes everything else and runs the
+//! entry. A payload that does not decode is answered `"MPER"` + `EINVAL`. The server answers on the status socket with `"MPOK"`,
 //! the pid and (by `SCM_RIGHTS`) a pidfd of the child, and when it reaped
 //! the child, with its exit code (`i32`). That socket is what the parent's
 //! `join` waits on.
@@ -56,6 +57,7 @@ use super::children;
 use super::launch::{Launch, LaunchSpec, Work};
 use super::lifeline;
 use super::reaper::ChildCell;
+use super::relocation;
 use super::spawn::{self, FORKSERVER_ENV};
 use crate::error::{Error, Result};
 use crate::shm;
@@ -376,6 +378,23 @@ fn serve_request(
         reply_error(&status, libc::EPROTO);
         return true;
     }
+    // Everything the child needs is worked out here, before the fork: the
+    // payload read and decoded, the entry looked up, the descriptor moves
+    // planned. The child then only makes system calls and runs the entry
+    // (each page a fork child writes first, each stretch of code it runs
+    // first, is a page fault on the path the parent's `join` waits for).
+    // A payload that does not decode is the parent's error to report.
+    let ready = match LaunchSpec::from_fd(payload) {
+        Ok(spec) => spec.ready(),
+        Err(_) => {
+            reply_error(&status, libc::EINVAL);
+            return true;
+        }
+    };
+    let held: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let steps = relocation::plan(&held, &targets);
+    // Held across the fork, so the child finds it locked by itself.
+    let table = children::lock();
     // SAFETY: the server has a single thread (it is a fresh run of the
     // program that only serves), so the child may do anything.
     match unsafe { sys::fork() } {
@@ -384,19 +403,23 @@ fn serve_request(
             if !sigint_was_ignored {
                 let _ = sys::sigaction_ignore(libc::SIGINT, false);
             }
-            let payload = relocate(payload, fds, &targets);
-            match LaunchSpec::from_fd(payload) {
-                Ok(spec) => spec.run(),
-                Err(e) => {
-                    use std::io::Write;
-                    let _ = writeln!(std::io::stderr(), "forkserver child: {e}");
-                    sys::exit_immediately(1)
-                }
+            // The descriptors received stay open at their new numbers for
+            // the life of the child (handle texts name them); `fds` is
+            // never dropped here (the child ends in `ready.run`).
+            // SAFETY: a fresh fork child of the single-threaded server,
+            // before it uses any descriptor; `steps` was planned for the
+            // descriptors it holds (`fds`), and it never drops or uses the
+            // owners of those the steps close (`fds`, `status`, `control`,
+            // the children's): it runs the entry and `_exit`s.
+            if let Err(call) = unsafe { relocation::apply(&steps) } {
+                relocation_failed(call);
             }
+            ready.run_with(table)
         }
         Ok(Forked::Parent(pid)) => {
+            drop(table);
             drop(fds);
-            drop(payload);
+            drop(ready);
             match sys::pidfd_open(pid) {
                 Ok(pidfd) => {
                     let mut reply = REPLY_OK.to_vec();
@@ -412,9 +435,25 @@ fn serve_request(
                 }
             }
         }
-        Err(e) => reply_error(&status, e.raw_os_error().unwrap_or(libc::EAGAIN)),
+        Err(e) => {
+            drop(table);
+            reply_error(&status, e.raw_os_error().unwrap_or(libc::EAGAIN));
+        }
     }
     true
+}
+
+/// In the server's child: a descriptor move failed (`call`); reported on
+/// stderr (if it still goes anywhere), exit code 1.
+#[cold]
+#[inline(never)]
+fn relocation_failed(call: &str) -> ! {
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "forkserver child: {call} failed placing the descriptors passed on"
+    );
+    sys::exit_immediately(1)
 }
 
 fn reply_error(status: &OwnedFd, errno: i32) {
@@ -460,80 +499,6 @@ fn distinct_and_in_range(targets: &[i32]) -> bool {
     sorted.sort_unstable();
     sorted.dedup();
     sorted.len() == targets.len() && targets.iter().all(|t| (0..1 << 20).contains(t))
-}
-
-/// In the server's new child: gives each of `fds` the number in
-/// `targets`, closes every other descriptor, and returns the payload (at
-/// whatever number it ends up).
-///
-/// Works in place: a descriptor that sits on the target of another is
-/// moved to the lowest free number first. So it never holds more than one
-/// descriptor beyond those passed and never needs a number above them: a
-/// request that fits the descriptor limit of the parent fits in the child
-/// (which has the same limit: the server inherited it).
-fn relocate(payload: OwnedFd, fds: Vec<OwnedFd>, targets: &[i32]) -> OwnedFd {
-    use std::os::fd::FromRawFd;
-    let die = |what: &str| -> ! {
-        use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "forkserver child: {what}");
-        sys::exit_immediately(1)
-    };
-    // Slot `targets.len()` is the payload, which has no target.
-    let mut held = fds;
-    held.push(payload);
-    let mut open: Vec<i32> = held.iter().map(|f| f.as_raw_fd()).collect();
-    open.sort_unstable();
-    // Close everything else: the server's stdio (/dev/null), sockets and
-    // pidfds, owned by values this child never drops or uses (it runs the
-    // entry and `_exit`s).
-    let mut next = 0u32;
-    for &fd in &open {
-        // SAFETY: a fresh fork child of the single-threaded server; none of
-        // the descriptors closed here is used again (see above).
-        unsafe { sys::close_range(next, fd as u32 - 1) };
-        next = fd as u32 + 1;
-    }
-    // SAFETY: as above.
-    unsafe { sys::close_range(next, u32::MAX) };
-    // Which slot of `held` is at each number, for those still to be placed.
-    let mut slot_at: std::collections::HashMap<i32, usize> = held
-        .iter()
-        .enumerate()
-        .map(|(i, f)| (f.as_raw_fd(), i))
-        .collect();
-    for (i, &target) in targets.iter().enumerate() {
-        let current = held[i].as_raw_fd();
-        slot_at.remove(&current);
-        if current != target {
-            if let Some(j) = slot_at.remove(&target) {
-                // Another one still to be placed (or the payload) sits on
-                // the target: out of the way, to the lowest free number.
-                let moved =
-                    sys::fcntl_dupfd_cloexec(held[j].as_fd(), 0).unwrap_or_else(|_| die("dup"));
-                slot_at.insert(moved.as_raw_fd(), j);
-                // Closes the copy at `target`.
-                held[j] = moved;
-            }
-            if sys::dup2(held[i].as_fd(), target).is_err() {
-                die("dup2");
-            }
-            // SAFETY: dup2 just made `target` a new descriptor that nothing
-            // else owns; assigning it closes the one at `current`.
-            held[i] = unsafe { OwnedFd::from_raw_fd(target) };
-            // dup2 cleared close-on-exec: stdio (0 to 2) is inherited by
-            // programs the child execs, the rest is not. (Received ones
-            // left in place are close-on-exec already, and never at 0 to
-            // 2, which the server's /dev/null held when they arrived.)
-            if target > 2 {
-                let _ = sys::set_cloexec(held[i].as_fd(), true);
-            }
-        }
-    }
-    let payload = held.pop().expect("the payload is the last slot");
-    // The placed descriptors stay open, at their numbers, for the life of
-    // the child (handle texts name them).
-    std::mem::forget(held);
-    payload
 }
 
 #[cfg(test)]
@@ -593,54 +558,31 @@ mod tests {
     }
 
     #[test]
-    fn relocate_permutes_in_place() {
-        use std::io::{Read, Write};
-        use std::os::fd::FromRawFd;
-        use std::os::unix::fs::FileExt;
-        let pipes: Vec<(OwnedFd, OwnedFd)> = (0..5).map(|_| sys::pipe().unwrap()).collect();
-        let payload = sys::memfd_create("relocate-test").unwrap();
-        let payload_copy = std::fs::File::from(sys::dup_cloexec(payload.as_fd()).unwrap());
-        // SAFETY: the child only moves descriptors, writes and `_exit`s.
-        match unsafe { sys::fork() }.unwrap() {
-            Forked::Child => {
-                let fds: Vec<OwnedFd> = pipes
-                    .iter()
-                    .map(|(_, w)| sys::dup_cloexec(w.as_fd()).unwrap())
-                    .collect();
-                let at: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
-                // Write end `i` goes to `targets[i]`: a cycle of three, one
-                // left in place, one onto the payload, which must move.
-                let targets = [at[1], at[2], at[0], at[3], payload.as_raw_fd()];
-                let payload = relocate(payload, fds, &targets);
-                for (i, &t) in targets.iter().enumerate() {
-                    // SAFETY: relocate left a descriptor at each target; it
-                    // is never closed here (ManuallyDrop).
-                    let mut pipe = std::mem::ManuallyDrop::new(std::fs::File::from(unsafe {
-                        OwnedFd::from_raw_fd(t)
-                    }));
-                    if pipe.write_all(&[i as u8]).is_err() {
-                        sys::exit_immediately(10 + i as i32);
-                    }
-                }
-                let ok = std::fs::File::from(payload).write_all_at(b"P", 0).is_ok();
-                sys::exit_immediately(if ok { 0 } else { 20 });
-            }
-            Forked::Parent(pid) => {
-                assert_eq!(
-                    sys::waitpid(pid, false).unwrap(),
-                    Some(sys::ChildStatus::Exited(0))
-                );
-                for (i, (r, w)) in pipes.into_iter().enumerate() {
-                    drop(w);
-                    let mut got = Vec::new();
-                    std::fs::File::from(r).read_to_end(&mut got).unwrap();
-                    assert_eq!(got, [i as u8], "pipe {i}");
-                }
-                let mut byte = [0u8];
-                payload_copy.read_exact_at(&mut byte, 0).unwrap();
-                assert_eq!(&byte, b"P");
-            }
+    fn a_payload_that_does_not_decode_is_refused_before_any_fork() {
+        use std::io::Write;
+        let (ours, theirs) = sys::socketpair_seqpacket().unwrap();
+        let (status, status_theirs) = sys::socketpair_seqpacket().unwrap();
+        let payload = sys::memfd_create("bad-payload").unwrap();
+        std::fs::File::from(sys::dup_cloexec(payload.as_fd()).unwrap())
+            .write_all(b"MPLAUNCH1 but then nothing sensible")
+            .unwrap();
+        // SAFETY: both stay open until the messages are sent.
+        let messages = unsafe { request(status_theirs.as_fd(), payload.as_fd(), &[]) };
+        for (data, fds) in &messages {
+            sys::sendmsg_fds(ours.as_fd(), data, fds).unwrap();
         }
+        drop(status_theirs);
+        let mut children = Vec::new();
+        assert!(serve_request(theirs.as_fd(), &mut children, false));
+        assert!(children.is_empty(), "nothing was forked");
+        let mut reply = [0u8; 8];
+        let (n, fds) = sys::recvmsg_fds(status.as_fd(), &mut reply, 1).unwrap();
+        assert_eq!((n, fds.len()), (8, 0));
+        assert_eq!(&reply[..4], REPLY_ERR);
+        assert_eq!(
+            i32::from_le_bytes(reply[4..].try_into().unwrap()),
+            libc::EINVAL
+        );
     }
 
     #[test]

@@ -15,7 +15,9 @@
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::MutexGuard;
 
+use super::children::Children;
 use super::exit::Target;
 use super::registry::{self, Entry, MAX_ENTRY_NAME};
 use super::{StartMethod, children, exit, lifeline};
@@ -272,6 +274,61 @@ impl LaunchSpec {
     /// is reported on stderr and exits with code 1, as an uncaught
     /// exception does in Python.
     pub(crate) fn run(self) -> ! {
+        self.ready().run()
+    }
+
+    /// Everything [`Ready::run`] needs, allocated and looked up now: a
+    /// forkserver makes it before it forks, so that its child runs no
+    /// allocator and no lookup (each a page fault or several in a fork
+    /// child).
+    pub(crate) fn ready(self) -> Ready {
+        let entry = registry::lookup(&self.entry);
+        Ready {
+            me: children::Me {
+                identity: self.identity,
+                name: self.name.clone(),
+                daemon: self.daemon,
+                parent: Some(children::Parent {
+                    pid: self.parent_pid,
+                    name: self.parent_name,
+                    pidfd: (self.parent_pidfd >= 0).then_some(self.parent_pidfd),
+                }),
+            },
+            entry,
+            arg: self.arg,
+            name: self.name,
+            lifeline_fd: self.lifeline_fd,
+            inherited: self.inherited,
+            stdout: std::io::stdout(),
+        }
+    }
+}
+
+/// A [`LaunchSpec`] ready to run (see [`LaunchSpec::ready`]).
+pub(crate) struct Ready {
+    me: children::Me,
+    entry: Result<Entry>,
+    arg: Vec<u8>,
+    name: String,
+    lifeline_fd: i32,
+    inherited: Vec<i32>,
+    stdout: std::io::Stdout,
+}
+
+impl Ready {
+    /// Becomes the process described, runs the entry and exits with its
+    /// code (see [`LaunchSpec::run`]). Inlined into a forkserver child's
+    /// path, as `fork::start` inlines its child's.
+    #[inline(always)]
+    pub(crate) fn run(self) -> ! {
+        self.run_with(children::lock())
+    }
+
+    /// [`Ready::run`] with the table of children locked already: a
+    /// forkserver holds the lock across its fork, so that its child does
+    /// not run the locking code (a page fault in a fork child).
+    #[inline(always)]
+    pub(crate) fn run_with(self, mut table: MutexGuard<'static, Children>) -> ! {
         if self.lifeline_fd >= 0 {
             lifeline::arm(self.lifeline_fd);
         }
@@ -282,30 +339,26 @@ impl LaunchSpec {
                 let _ = sys::set_cloexec(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }, true);
             }
         }
-        children::lock().become_child(children::Me {
-            identity: self.identity,
-            name: self.name.clone(),
-            daemon: self.daemon,
-            parent: Some(children::Parent {
-                pid: self.parent_pid,
-                name: self.parent_name,
-                pidfd: (self.parent_pidfd >= 0).then_some(self.parent_pidfd),
-            }),
-        });
-        let entry = match registry::lookup(&self.entry) {
-            Ok(entry) => entry,
-            Err(e) => {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "Process {} (pid {}): {e}",
-                    self.name,
-                    sys::getpid()
-                );
-                sys::exit_immediately(1);
-            }
-        };
-        exit::run_child(|| entry.call(&self.arg), &self.name, &std::io::stdout())
+        table.become_child(self.me);
+        drop(table);
+        match self.entry {
+            Ok(entry) => exit::run_child(|| entry.call(&self.arg), &self.name, &self.stdout),
+            Err(e) => not_registered(&self.name, &e),
+        }
     }
+}
+
+/// The report of an entry this run of the program does not have; exits
+/// with code 1.
+#[cold]
+#[inline(never)]
+fn not_registered(name: &str, e: &Error) -> ! {
+    let _ = writeln!(
+        std::io::stderr(),
+        "Process {name} (pid {}): {e}",
+        sys::getpid()
+    );
+    sys::exit_immediately(1)
 }
 
 struct Reader<'a> {

@@ -130,6 +130,7 @@ mod launch;
 mod lifeline;
 mod reaper;
 mod registry;
+mod relocation;
 mod spawn;
 #[cfg(feature = "serde")]
 mod typed;

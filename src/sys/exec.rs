@@ -190,6 +190,7 @@ pub fn poll_readable_many(
 /// - The descriptors in the range are closed behind the back of whatever
 ///   owns them: call it only in a fresh fork child that will never use them
 ///   again.
+#[inline]
 pub unsafe fn close_range(first: u32, last: u32) {
     if first > last {
         return;

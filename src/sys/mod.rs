@@ -19,7 +19,7 @@ pub use exec::{
     close_range, fcntl_async_signal, fcntl_dupfd_cloexec, fd_is_open, getrusage_cpu,
     poll_readable_many, posix_spawn, waitid_exited_nowait,
 };
-pub use fd::{dup2, fflush_all, pipe};
+pub use fd::{close, dup2, dup3, fflush_all, keep_on_exec, pipe};
 pub use futex::{futex_wait, futex_wake};
 pub use ipc::{
     close_range_except, ignore_signal, recv, send_nosignal, socketpair_seqpacket, unlink_path,

@@ -151,6 +151,7 @@ pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
 /// `sig` (`ignore`) or takes its default action; returns whether it ignored
 /// `sig` before. A handler installed before is replaced (and counts as not
 /// ignored).
+#[inline]
 pub fn sigaction_ignore(sig: i32, ignore: bool) -> io::Result<bool> {
     // SAFETY: zeroed is a valid sigaction (empty mask, no flags).
     let mut new: libc::sigaction = unsafe { std::mem::zeroed() };
