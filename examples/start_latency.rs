@@ -20,6 +20,10 @@
 //! Per start: the median over ROUNDS rounds of the mean wall time (the
 //! fastest round in brackets), the CPU time of this process and its
 //! children, and the minor page faults of this process + of the children.
+//! The rounds of every method are interleaved (round 1 of each, then round
+//! 2 of each, ...), and the ratios printed are medians of the per-round
+//! ratios: each compares two measurements taken seconds apart, so a
+//! change in the host's load between minutes does not tilt them.
 //!
 //! `cargo run --release --example start_latency [-- ROUNDS [--no-python]]`;
 //! `-- --once METHOD` (or `raw`: a raw fork) makes three start + join (look
@@ -68,31 +72,77 @@ fn usage() -> (Duration, i64, i64) {
     (cpu_self + cpu_children, flt_self, flt_children)
 }
 
-/// `rounds` rounds of `per_round` calls of `run`, after one warm-up call.
-fn measure(rounds: usize, per_round: usize, mut run: impl FnMut()) -> Cost {
-    run();
-    let before = usage();
-    let mut means: Vec<Duration> = (0..rounds)
-        .map(|_| {
-            let t0 = Instant::now();
-            for _ in 0..per_round {
-                run();
-            }
-            t0.elapsed() / per_round as u32
-        })
-        .collect();
-    let after = usage();
-    let n = (rounds * per_round) as f64;
-    means.sort();
-    Cost {
-        median: means[means.len() / 2],
-        min: means[0],
-        cpu: (after.0 - before.0).div_f64(n),
-        faults: (
-            (after.1 - before.1) as f64 / n,
-            (after.2 - before.2) as f64 / n,
-        ),
+/// One way to start + join a child, measured in rounds of `per_round`
+/// calls.
+struct Bench<'a> {
+    name: &'static str,
+    per_round: usize,
+    run: Box<dyn Fn() + 'a>,
+    /// Each round's mean wall time per call, in round order.
+    means: Vec<Duration>,
+    cpu: Duration,
+    faults: (i64, i64),
+}
+
+impl<'a> Bench<'a> {
+    fn new(name: &'static str, per_round: usize, run: impl Fn() + 'a) -> Self {
+        Bench {
+            name,
+            per_round,
+            run: Box::new(run),
+            means: Vec::new(),
+            cpu: Duration::ZERO,
+            faults: (0, 0),
+        }
     }
+
+    fn cost(&self) -> Cost {
+        let mut sorted = self.means.clone();
+        sorted.sort();
+        let n = (self.means.len() * self.per_round) as f64;
+        Cost {
+            median: sorted[sorted.len() / 2],
+            min: sorted[0],
+            cpu: self.cpu.div_f64(n),
+            faults: (self.faults.0 as f64 / n, self.faults.1 as f64 / n),
+        }
+    }
+}
+
+/// `rounds` rounds; in each, every bench in turn runs its `per_round`
+/// calls (after one warm-up call each). Interleaved so that a change in
+/// the host's load between minutes shows in every bench alike, and each
+/// round gives a ratio of two benches measured seconds apart.
+fn measure(rounds: usize, benches: &mut [Bench<'_>]) {
+    for b in benches.iter() {
+        (b.run)();
+    }
+    for _ in 0..rounds {
+        for b in benches.iter_mut() {
+            let before = usage();
+            let t0 = Instant::now();
+            for _ in 0..b.per_round {
+                (b.run)();
+            }
+            b.means.push(t0.elapsed() / b.per_round as u32);
+            let after = usage();
+            b.cpu += after.0 - before.0;
+            b.faults.0 += after.1 - before.1;
+            b.faults.1 += after.2 - before.2;
+        }
+    }
+}
+
+/// The median over the rounds of `a`'s time over `b`'s in the same round.
+fn ratio(a: &Bench<'_>, b: &Bench<'_>) -> f64 {
+    let mut r: Vec<f64> = a
+        .means
+        .iter()
+        .zip(&b.means)
+        .map(|(x, y)| x.as_secs_f64() / y.as_secs_f64())
+        .collect();
+    r.sort_by(f64::total_cmp);
+    r[r.len() / 2]
 }
 
 fn row(name: &str, cost: Cost) {
@@ -215,32 +265,35 @@ fn main() -> multiproc::Result<()> {
         status_line("VmRSS"),
         status_line("VmPTE"),
     );
-    row("raw vfork+_exit+waitpid", measure(rounds, 200, raw_vfork));
-    row("raw fork+_exit+waitpid", measure(rounds, 200, raw_fork));
-    row(
-        "multiproc fork",
-        measure(rounds, 200, ours(StartMethod::Fork)),
-    );
     let exe = c"/proc/self/exe";
     let argv0 = c"start_latency-baseline";
     let env = std::ffi::CString::new(format!("{EXIT_AT_ONCE}=1")).expect("no NUL");
-    row(
-        "raw posix_spawn+waitpid",
-        measure(rounds, 20, || {
-            let pid = sys::posix_spawn(exe, &[argv0], &[env.as_c_str()], &[]).expect("spawn");
-            assert_eq!(
-                sys::waitpid(pid, false).expect("waitpid"),
-                Some(sys::ChildStatus::Exited(0))
-            );
-        }),
-    );
-    row(
-        "multiproc spawn",
-        measure(rounds, 20, ours(StartMethod::Spawn)),
-    );
-    row(
-        "multiproc forkserver",
-        measure(rounds, 200, ours(StartMethod::ForkServer)),
+    let raw_spawn = || {
+        let pid = sys::posix_spawn(exe, &[argv0], &[env.as_c_str()], &[]).expect("spawn");
+        assert_eq!(
+            sys::waitpid(pid, false).expect("waitpid"),
+            Some(sys::ChildStatus::Exited(0))
+        );
+    };
+    let mut benches = [
+        Bench::new("raw vfork+_exit+waitpid", 100, raw_vfork),
+        Bench::new("raw fork+_exit+waitpid", 100, raw_fork),
+        Bench::new("multiproc fork", 100, ours(StartMethod::Fork)),
+        Bench::new("raw posix_spawn+waitpid", 10, raw_spawn),
+        Bench::new("multiproc spawn", 10, ours(StartMethod::Spawn)),
+        Bench::new("multiproc forkserver", 100, ours(StartMethod::ForkServer)),
+    ];
+    measure(rounds, &mut benches);
+    for b in &benches {
+        row(b.name, b.cost());
+    }
+    let [_, raw_f, fork, raw_s, spawn, server] = &benches;
+    println!(
+        "  ratios (median of per-round ratios): fork / raw fork {:.2}x, spawn / posix_spawn \
+         {:.2}x, forkserver / fork {:.2}x",
+        ratio(fork, raw_f),
+        ratio(spawn, raw_s),
+        ratio(server, fork),
     );
     if python {
         // A file, not `-c`: spawn and forkserver children import the main
@@ -251,11 +304,33 @@ fn main() -> multiproc::Result<()> {
         let ran = std::process::Command::new("python3")
             .arg(&script)
             .arg(rounds.to_string())
-            .status();
+            .stderr(std::process::Stdio::inherit())
+            .output();
         let _ = std::fs::remove_file(&script);
         match ran {
-            Ok(s) if s.success() => {}
-            Ok(s) => println!("  python3: {s}"),
+            Ok(out) if out.status.success() => {
+                let text = String::from_utf8_lossy(&out.stdout);
+                print!("{text}");
+                let python_median = |method: &str| -> Option<f64> {
+                    let line = text.lines().find(|l| l.trim_start().starts_with(method))?;
+                    line.trim_start()[method.len()..]
+                        .split_whitespace()
+                        .next()?
+                        .parse()
+                        .ok()
+                };
+                let ratios: Vec<String> =
+                    [("fork", fork), ("spawn", spawn), ("forkserver", server)]
+                        .iter()
+                        .filter_map(|(method, ours)| {
+                            let python = python_median(&format!("python {method} "))?;
+                            let ours = ours.cost().median.as_secs_f64() * 1e6;
+                            Some(format!("{method} {:.1}x", python / ours))
+                        })
+                        .collect();
+                println!("  CPython / multiproc (medians): {}", ratios.join(", "));
+            }
+            Ok(out) => println!("  python3: {}", out.status),
             Err(e) => println!("  python3 not run: {e}"),
         }
     }
