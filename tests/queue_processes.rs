@@ -213,6 +213,46 @@ fn producer_killed_after_its_claim_does_not_block_consumers() {
     }
 }
 
+/// As above, with a consumer that only ever polls (`get` without
+/// blocking): it too gets past the dead producer's claim, once the claim
+/// has stood in its way for the claimant-poll interval.
+#[test]
+fn a_polling_consumer_gets_past_a_dead_producers_claim() {
+    let q = Queue::new(4, 8).unwrap();
+    let (mut claimed_r, mut claimed_w) = pipe();
+    let child = {
+        let q = q.clone();
+        Process::new(move || {
+            assert!(q.claim_slot_and_stop());
+            claimed_w.write_all(b"c").unwrap();
+            // Exit with the claim held, as a crash would.
+            0
+        })
+    };
+    child.start().unwrap();
+    let mut c = [0u8];
+    claimed_r.read_exact(&mut c).unwrap();
+    assert_eq!(child.join(Some(LONG)).unwrap(), 0);
+    q.put(b"after", true, Some(LONG)).unwrap();
+    let mut buf = [0u8; 8];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut empty = 0u64;
+    let n = loop {
+        match q.get(&mut buf, false, None) {
+            Ok(n) => break n,
+            Err(Error::Empty) => empty += 1,
+            Err(e) => panic!("get_nowait: {e}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still Empty after 20 s of polling ({empty} tries): the dead claim was never cleared"
+        );
+        std::thread::yield_now();
+    };
+    assert_eq!(&buf[..n], b"after");
+    assert!(q.empty());
+}
+
 /// Producers killed at random points: a consumer never blocks past its
 /// deadline, every message whose put returned Ok (and was acknowledged) is
 /// delivered, none twice.

@@ -113,6 +113,48 @@ pub(crate) fn claimant_is_dead(tid: u32) -> bool {
     tid != 0 && owner::owner_is_dead(tid, 0, owner::me())
 }
 
+/// What the tries of one queue handle remember of a claim that stopped
+/// them, so that a claim left by a dead participant is cleared by tries
+/// alone (a consumer that only ever polls with `get_nowait` must not be
+/// stuck behind it forever), without reading `/proc` on every try: a claim
+/// is checked once it has stood in the way of this handle's tries for
+/// [`CLAIMANT_POLL`], as a blocking waiter checks it after each slice of
+/// sleep. A live claimant finishes its copy in microseconds.
+#[derive(Debug, Default)]
+pub(crate) struct ClaimWatch {
+    /// The claim last seen (slot, slot word) and when it was first seen.
+    #[cfg(not(loom))]
+    seen: std::sync::Mutex<Option<(usize, u64, Instant)>>,
+}
+
+impl ClaimWatch {
+    /// Whether the claim `word` at `slot` has stopped this handle's tries
+    /// for [`CLAIMANT_POLL`] or longer; otherwise it is remembered (another
+    /// thread using the handle at this instant skips the bookkeeping).
+    pub(crate) fn overdue(&self, slot: usize, word: u64) -> bool {
+        #[cfg(not(loom))]
+        {
+            let Ok(mut seen) = self.seen.try_lock() else {
+                return false;
+            };
+            let now = Instant::now();
+            match *seen {
+                Some((s, w, since)) if s == slot && w == word => now - since >= CLAIMANT_POLL,
+                _ => {
+                    *seen = Some((slot, word, now));
+                    false
+                }
+            }
+        }
+        // Under loom nobody dies.
+        #[cfg(loom)]
+        {
+            let _ = (slot, word);
+            false
+        }
+    }
+}
+
 /// The calling thread's id, as recorded in a claim (cached, no syscall).
 pub(crate) fn my_tid() -> u32 {
     owner::me().tid
@@ -206,9 +248,11 @@ fn wake_sleepers(ec: &EventCount) {
 /// Runs `attempt` until it gives a result: polls it for [`SPIN_WINDOW`]
 /// (pausing for [`PAUSE_WINDOW`], then yielding), then sleeps on `ec`
 /// between tries, asking `skip_dead` to clear a claim
-/// whose owner died. `None` when `deadline` passed first (a deadline already
-/// past tries once). Whoever changes the state `attempt` waits for calls
-/// [`wake`] on `ec`.
+/// whose owner died (and trying again at once). `None` when `deadline`
+/// passed first (a deadline already past tries once; a claim in its way
+/// that `watch` finds overdue is checked, and cleared if its claimant
+/// died, before it gives up). Whoever changes the state `attempt` waits for
+/// calls [`wake`] on `ec`.
 ///
 /// While blocked by a claim, the sleep is cut into [`CLAIMANT_POLL`] slices
 /// so the claimant's liveness is checked even if nobody notifies; blocked
@@ -216,6 +260,7 @@ fn wake_sleepers(ec: &EventCount) {
 pub(crate) fn wait_loop<T>(
     ec: &EventCount,
     deadline: Option<Instant>,
+    watch: Option<&ClaimWatch>,
     mut attempt: impl FnMut() -> std::result::Result<T, Blocked>,
     mut skip_dead: impl FnMut(usize, u64, u32),
 ) -> Option<T> {
@@ -224,6 +269,13 @@ pub(crate) fn wait_loop<T>(
         Err(b) => b,
     };
     if expired(deadline) {
+        if let (Blocked::Claim { slot, word, tid }, Some(watch)) = (blocked, watch)
+            && watch.overdue(slot, word)
+            && claimant_is_dead(tid)
+        {
+            skip_dead(slot, word, tid);
+            return attempt().ok();
+        }
         return None;
     }
     // The spin window (none under loom: every interleaving of one check is
@@ -287,6 +339,12 @@ pub(crate) fn wait_loop<T>(
                     && claimant_is_dead(tid)
                 {
                     skip_dead(slot, word, tid);
+                    // At once: a deadline that passed meanwhile would end
+                    // the wait before the message behind the claim is seen.
+                    match attempt() {
+                        Ok(v) => return Some(v),
+                        Err(b) => blocked = b,
+                    }
                 }
             }
         }

@@ -212,6 +212,8 @@ pub(crate) struct RawMpmc {
     capacity: u64,
     stride: usize,
     max_msg: usize,
+    /// This handle's memory of a claim that stopped its tries.
+    watch: common::ClaimWatch,
 }
 
 // SAFETY: RawMpmc only hands out shared references to atomics, and copies
@@ -262,6 +264,7 @@ impl RawMpmc {
             capacity: h.capacity,
             stride: h.stride as usize,
             max_msg: h.max_msg as usize,
+            watch: common::ClaimWatch::default(),
         }
     }
 
@@ -546,9 +549,13 @@ impl RawMpmc {
             Err(PutStop::Corrupt) => Ok(Err(corrupt_counter("tail"))),
             Err(PutStop::Blocked(b)) => Err(b),
         };
-        common::wait_loop(&h.not_full, deadline, attempt, |i, w, _| {
-            self.skip_dead(i, w)
-        })
+        common::wait_loop(
+            &h.not_full,
+            deadline,
+            Some(&self.watch),
+            attempt,
+            |i, w, _| self.skip_dead(i, w),
+        )
         .unwrap_or(Err(Error::Full))
     }
 
@@ -565,9 +572,13 @@ impl RawMpmc {
             })),
             Err(GetStop::Blocked(b)) => Err(b),
         };
-        common::wait_loop(&h.not_empty, deadline, attempt, |i, w, _| {
-            self.skip_dead(i, w)
-        })
+        common::wait_loop(
+            &h.not_empty,
+            deadline,
+            Some(&self.watch),
+            attempt,
+            |i, w, _| self.skip_dead(i, w),
+        )
         .unwrap_or(Err(Error::Empty))
     }
 

@@ -35,7 +35,8 @@ impl RawRing {
             }
             self.try_push(msg).map(Ok)
         };
-        common::wait_loop(&h.not_full, deadline, attempt, |_, _, _| {}).unwrap_or(Err(Error::Full))
+        common::wait_loop(&h.not_full, deadline, None, attempt, |_, _, _| {})
+            .unwrap_or(Err(Error::Full))
     }
 
     /// Takes a message into `buf`, waiting until `deadline`. The caller
@@ -54,7 +55,7 @@ impl RawRing {
                 Err(b) => Err(b),
             }
         };
-        common::wait_loop(&h.not_empty, deadline, attempt, |_, _, _| {})
+        common::wait_loop(&h.not_empty, deadline, None, attempt, |_, _, _| {})
             .unwrap_or(Err(Error::Empty))
     }
 
@@ -72,8 +73,14 @@ impl RawRing {
             }
             self.try_reserve(n).map(Ok)
         };
-        common::wait_loop(&self.header().not_full, deadline, attempt, |_, _, _| {})
-            .unwrap_or(Err(Error::Full))
+        common::wait_loop(
+            &self.header().not_full,
+            deadline,
+            None,
+            attempt,
+            |_, _, _| {},
+        )
+        .unwrap_or(Err(Error::Full))
     }
 
     /// Waits for a record; Empty / Closed.
@@ -86,8 +93,14 @@ impl RawRing {
                 Err(b) => Err(b),
             }
         };
-        common::wait_loop(&self.header().not_empty, deadline, attempt, |_, _, _| {})
-            .unwrap_or(Err(Error::Empty))
+        common::wait_loop(
+            &self.header().not_empty,
+            deadline,
+            None,
+            attempt,
+            |_, _, _| {},
+        )
+        .unwrap_or(Err(Error::Empty))
     }
 
     /// Messages in the ring now (approximate while the other side works).
