@@ -6,9 +6,14 @@
  * The segment holds a plain counter that every worker increments ROUNDS
  * times under the lock (a read and a write: without the lock, updates would
  * be lost) and one slot per worker where it writes its pid. Each worker
- * exits with 10 + its method. The parent checks the counter, the
- * pids and the exit codes; then kills a worker of each method (exit code
- * -9) and checks that bad input gets specific errors.
+ * exits with 10 + its method. Each is started under a name of its own and
+ * checks, in the child, that it has that name and that its parent is the
+ * process that started it (for forkserver workers that is not the process
+ * that forked them). The parent checks the counter, the pids and the exit
+ * codes; then, while a worker of each method waits, that all three are
+ * among its active children, kills them (exit code -9), sees them gone
+ * from the active children, and checks that bad input gets specific
+ * errors.
  *
  * This program has its own main, which registers the entry and calls
  * mp_init first: a spawned child (a fresh run of this executable) runs the
@@ -41,12 +46,16 @@
     } while (0)
 
 /* The segment's layout: word 0 the counter, words 1..3 the workers' pids,
- * word 4 set by a worker that must wait until the parent kills it. */
+ * word 4 set by a worker that must wait until the parent kills it, word 5
+ * the parent's pid. */
 struct shared {
     uint64_t counter; /* only under the lock */
     _Atomic uint64_t pid[3];
     _Atomic uint64_t waiting;
+    uint64_t parent;
 };
+
+static const char *names[3] = {"fork", "spawn", "forkserver"};
 
 /* Argument: one byte (the method), one byte (1: wait to be killed), then
  * "LOCK HANDLE\nSEGMENT HANDLE". */
@@ -69,6 +78,18 @@ static int worker(const uint8_t *arg, size_t arg_len) {
         return 3;
     }
     struct shared *s = mp_segment_data(seg);
+    /* Who this child is: the name it was started under, and its parent. */
+    char name[64], want[64];
+    snprintf(want, sizeof want, "worker-%s", names[arg[0]]);
+    if (mp_current_process_name(name, sizeof name) != MP_OK || strcmp(name, want) != 0) {
+        fprintf(stderr, "worker: named '%s', expected '%s'\n", name, want);
+        return 6;
+    }
+    if ((uint64_t)mp_parent_pid() != s->parent) {
+        fprintf(stderr, "worker: parent %d, expected %llu\n", mp_parent_pid(),
+                (unsigned long long)s->parent);
+        return 7;
+    }
     if (arg[1]) {
         atomic_fetch_add(&s->waiting, 1);
         for (;;) {
@@ -92,7 +113,13 @@ static int worker(const uint8_t *arg, size_t arg_len) {
 }
 
 static const int methods[3] = {MP_START_FORK, MP_START_SPAWN, MP_START_FORKSERVER};
-static const char *names[3] = {"fork", "spawn", "forkserver"};
+
+/* Starts the worker by method `m` under the name "worker-METHOD". */
+static int start_worker(int m, const uint8_t *arg, size_t len, mp_process_t **out) {
+    char name[64];
+    snprintf(name, sizeof name, "worker-%s", names[m]);
+    return mp_process_start_named(methods[m], "worker", arg, len, name, out);
+}
 
 static size_t make_arg(uint8_t *arg, int method, int wait, const char *lock, const char *seg) {
     int len = snprintf((char *)arg + 2, 560, "%s\n%s", lock, seg);
@@ -108,6 +135,7 @@ int main(int argc, char **argv) {
     mp_segment_t *seg = NULL;
     CHECK(mp_segment_new(sizeof(struct shared), MP_BACKING_MEMFD, &seg) == MP_OK);
     struct shared *s = mp_segment_data(seg);
+    s->parent = (uint64_t)getpid();
     char handle[256];
     CHECK(mp_segment_handle(seg, handle, sizeof handle) == MP_OK);
     mp_lock_t *lock = NULL;
@@ -120,7 +148,11 @@ int main(int argc, char **argv) {
     uint8_t arg[600];
     for (int m = 0; m < 3; m++) {
         size_t len = make_arg(arg, m, 0, lock_handle, handle);
-        CHECK(mp_process_start(methods[m], "worker", arg, len, &p[m]) == MP_OK);
+        CHECK(start_worker(m, arg, len, &p[m]) == MP_OK);
+        char name[64];
+        CHECK(mp_process_name(p[m], name, sizeof name) == MP_OK);
+        CHECK(strncmp(name, "worker-", 7) == 0 && strcmp(name + 7, names[m]) == 0);
+        CHECK(mp_process_name(p[m], name, 7) == MP_ERR_TOO_LARGE);
     }
     for (int m = 0; m < 3; m++) {
         int code = -1;
@@ -137,11 +169,12 @@ int main(int argc, char **argv) {
     CHECK(s->counter == 3 * ROUNDS);
     CHECK(mp_lock_release(lock) == MP_OK);
 
-    /* Killed by a signal: -9, whatever the method. */
+    /* Killed by a signal: -9, whatever the method. All three wait at once,
+     * so all three are among the active children until killed. */
     for (int m = 0; m < 3; m++) {
         size_t len = make_arg(arg, m, 1, lock_handle, handle);
         uint64_t before = atomic_load(&s->waiting);
-        CHECK(mp_process_start(methods[m], "worker", arg, len, &p[m]) == MP_OK);
+        CHECK(start_worker(m, arg, len, &p[m]) == MP_OK);
         int code = 0;
         /* Wait (with the deadline) until it is inside the worker. */
         for (int tries = 0; atomic_load(&s->waiting) == before; tries++) {
@@ -149,10 +182,39 @@ int main(int argc, char **argv) {
             CHECK(tries < 30000);
         }
         CHECK(mp_process_is_alive(p[m]) == 1);
+    }
+    {
+        int pids[3] = {0, 0, 0};
+        size_t count = 0;
+        CHECK(mp_active_children(NULL, 0, &count) == MP_ERR_TOO_LARGE && count == 3);
+        CHECK(mp_active_children(pids, 2, &count) == MP_ERR_TOO_LARGE && count == 3);
+        CHECK(mp_active_children(pids, 3, &count) == MP_OK && count == 3);
+        for (int m = 0; m < 3; m++) {
+            int found = 0;
+            for (int i = 0; i < 3; i++) {
+                found += pids[i] == mp_process_pid(p[m]);
+            }
+            CHECK(found == 1);
+        }
+        CHECK(mp_active_children(pids, 3, NULL) == MP_ERR_NULL);
+    }
+    for (int m = 0; m < 3; m++) {
+        int code = 0;
         CHECK(mp_process_kill(p[m]) == MP_OK);
         CHECK(mp_process_join(p[m], DEADLINE_NS, &code) == MP_OK);
         CHECK(code == -9);
         mp_process_free(p[m]);
+    }
+    {
+        size_t count = 99;
+        CHECK(mp_active_children(NULL, 0, &count) == MP_OK && count == 0);
+    }
+    {
+        char name[64];
+        CHECK(mp_current_process_name(name, sizeof name) == MP_OK);
+        CHECK(strcmp(name, "MainProcess") == 0);
+        CHECK(mp_current_process_name(NULL, sizeof name) == MP_ERR_NULL);
+        CHECK(mp_parent_pid() == 0);
     }
 
     /* Bad input: specific errors, nothing started, *out untouched. */
@@ -162,7 +224,10 @@ int main(int argc, char **argv) {
     CHECK(mp_process_start(MP_START_FORKSERVER, "no-such-entry", NULL, 0, &untouched)
           == MP_ERR_NOT_FOUND);
     CHECK(mp_process_start(3, "worker", NULL, 0, &untouched) == MP_ERR_INVALID);
+    CHECK(mp_process_start_named(MP_START_FORK, "worker", NULL, 0, "bad \xff name", &untouched)
+          == MP_ERR_INVALID);
     CHECK(untouched == NULL);
+    CHECK(mp_process_name(NULL, handle, sizeof handle) == MP_ERR_NULL);
 
     mp_lock_free(lock);
     mp_segment_free(seg);

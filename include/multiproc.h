@@ -1184,7 +1184,8 @@ int mp_init(int argc, char **argv);
 
 // Starts a child that runs the entry point registered as `entry` on a copy
 // of the `arg_len` bytes at `arg` (`arg` may be NULL when `arg_len` is 0),
-// and stores the new process in `*out`.
+// and stores the new process in `*out`. Its name is Python's default,
+// `Process-N` (see `mp_process_start_named`).
 //
 // `method` is MP_START_FORK, MP_START_SPAWN or MP_START_FORKSERVER,
 // optionally `| MP_START_DAEMON` (any other number: MP_ERR_INVALID). MP_ERR_NOT_FOUND for an unregistered
@@ -1201,6 +1202,32 @@ int mp_process_start(int method,
                      const uint8_t *arg,
                      size_t arg_len,
                      mp_process_t **out);
+
+// As `mp_process_start`, with the child's name (Python's `name=`): what
+// `mp_process_name` gives, and `mp_current_process_name` in the child.
+// NULL `name`: the default, `Process-N`. A name is UTF-8 without NUL
+// (MP_ERR_INVALID otherwise).
+//
+// # Safety
+//
+// - `entry` is NULL or a NUL-terminated string; so is `name`.
+// - `arg` is NULL or readable for `arg_len` bytes.
+// - `out` is NULL or writable.
+int mp_process_start_named(int method,
+                           const char *entry,
+                           const uint8_t *arg,
+                           size_t arg_len,
+                           const char *name,
+                           mp_process_t **out);
+
+// Writes the child's name, NUL-terminated, into `buf` (`cap` bytes);
+// MP_ERR_TOO_LARGE when it does not fit.
+//
+// # Safety
+//
+// - `p` is NULL or a process from `mp_process_start` not freed yet.
+// - `buf` is NULL or writable for `cap` bytes.
+int mp_process_name(const mp_process_t *p, char *buf, size_t cap);
 
 // Waits for the child to end (at most `timeout_ns`; MP_WAIT_FOREVER: no
 // limit; 0: check once) and stores its exit code in `*exitcode` (may be
@@ -1272,6 +1299,28 @@ int mp_process_sentinel(mp_process_t *p, int *fd);
 //
 // - `p` is NULL or a process from `mp_process_start`; not used afterwards.
 void mp_process_free(mp_process_t *p);
+
+// Writes this process's name, NUL-terminated, into `buf` (`cap` bytes):
+// `MainProcess` in a process multiproc did not start, the name given at
+// start in a child (Python's `current_process().name`).
+// MP_ERR_TOO_LARGE when it does not fit.
+//
+// # Safety
+//
+// - `buf` is NULL or writable for `cap` bytes.
+int mp_current_process_name(char *buf, size_t cap);
+
+// Reaps every child of this process that has ended (Python's
+// `active_children()`), then stores in `*count` how many still run and
+// their pids in `pids[0..*count]`. MP_ERR_TOO_LARGE when `cap` is short
+// (`*count` says how many there are; `pids` may be NULL with `cap` 0 to
+// ask just that).
+//
+// # Safety
+//
+// - `pids` is NULL or writable for `cap` ints.
+// - `count` is NULL or writable.
+int mp_active_children(int *pids, size_t cap, size_t *count);
 
 // The pid of the process that started this one (Python's
 // `parent_process().pid`), or 0 in a process multiproc did not start.

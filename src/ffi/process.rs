@@ -1,8 +1,9 @@
-//! Processes: `mp_register`, `mp_init`, `mp_process_*`, `mp_cpu_count`.
+//! Processes: `mp_register`, `mp_init`, `mp_process_*`, `mp_active_children`,
+//! `mp_current_process_name`, `mp_parent_pid`, `mp_cpu_count`.
 
 use std::ffi::{c_char, c_int};
 
-use super::{MP_OK, Tagged, c_str, guard, non_null_mut, timeout_from_ns};
+use super::{MP_OK, Tagged, c_str, guard, non_null_mut, timeout_from_ns, write_c_string};
 use crate::error::{Error, Result};
 use crate::process::{self, Entry, Process, StartMethod};
 
@@ -128,7 +129,8 @@ pub unsafe extern "C" fn mp_init(argc: c_int, argv: *mut *mut c_char) -> c_int {
 
 /// Starts a child that runs the entry point registered as `entry` on a copy
 /// of the `arg_len` bytes at `arg` (`arg` may be NULL when `arg_len` is 0),
-/// and stores the new process in `*out`.
+/// and stores the new process in `*out`. Its name is Python's default,
+/// `Process-N` (see `mp_process_start_named`).
 ///
 /// `method` is MP_START_FORK, MP_START_SPAWN or MP_START_FORKSERVER,
 /// optionally `| MP_START_DAEMON` (any other number: MP_ERR_INVALID). MP_ERR_NOT_FOUND for an unregistered
@@ -149,29 +151,101 @@ pub unsafe extern "C" fn mp_process_start(
     out: *mut *mut mp_process_t,
 ) -> c_int {
     guard("mp_process_start", || {
-        // SAFETY: the caller promises `out` is NULL or writable.
-        let out = unsafe { non_null_mut(out, "out") }?;
-        // SAFETY: the caller promises `entry` is NULL or NUL-terminated.
-        let entry = unsafe { c_str(entry, "entry") }?;
-        let (method, daemon) = start_method_from_c(method)?;
-        let arg = match (arg.is_null(), arg_len) {
-            (true, 0) => Vec::new(),
-            (true, _) => return Err(Error::Null("arg")),
-            (false, len) if len > isize::MAX as usize => {
-                return Err(Error::Invalid(format!(
-                    "arg_len {len} is larger than any object can be"
-                )));
-            }
-            // SAFETY: the caller promises `arg` is readable for `arg_len`
-            // bytes, which is at most isize::MAX.
-            (false, len) => unsafe { std::slice::from_raw_parts(arg, len) }.to_vec(),
-        };
-        let process = Process::from_entry(entry, arg)?
-            .start_method(method)
-            .daemon(daemon);
-        process.start()?;
-        *out = Tagged::boxed(TAG_PROCESS, process).cast::<mp_process_t>();
-        Ok(MP_OK)
+        // SAFETY: forwarded from the caller's promises; no name.
+        unsafe { start(method, entry, arg, arg_len, std::ptr::null(), out) }
+    })
+}
+
+/// As `mp_process_start`, with the child's name (Python's `name=`): what
+/// `mp_process_name` gives, and `mp_current_process_name` in the child.
+/// NULL `name`: the default, `Process-N`. A name is UTF-8 without NUL
+/// (MP_ERR_INVALID otherwise).
+///
+/// # Safety
+///
+/// - `entry` is NULL or a NUL-terminated string; so is `name`.
+/// - `arg` is NULL or readable for `arg_len` bytes.
+/// - `out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mp_process_start_named(
+    method: c_int,
+    entry: *const c_char,
+    arg: *const u8,
+    arg_len: usize,
+    name: *const c_char,
+    out: *mut *mut mp_process_t,
+) -> c_int {
+    guard("mp_process_start_named", || {
+        // SAFETY: forwarded from the caller's promises.
+        unsafe { start(method, entry, arg, arg_len, name, out) }
+    })
+}
+
+/// The body of `mp_process_start` and `mp_process_start_named`.
+///
+/// # Safety
+///
+/// - As `mp_process_start_named`.
+unsafe fn start(
+    method: c_int,
+    entry: *const c_char,
+    arg: *const u8,
+    arg_len: usize,
+    name: *const c_char,
+    out: *mut *mut mp_process_t,
+) -> Result<c_int> {
+    // SAFETY: the caller promises `out` is NULL or writable.
+    let out = unsafe { non_null_mut(out, "out") }?;
+    // SAFETY: the caller promises `entry` is NULL or NUL-terminated.
+    let entry = unsafe { c_str(entry, "entry") }?;
+    let name = if name.is_null() {
+        None
+    } else {
+        // SAFETY: the caller promises `name` is NULL or NUL-terminated.
+        Some(unsafe { c_str(name, "name") }?)
+    };
+    let (method, daemon) = start_method_from_c(method)?;
+    let arg = match (arg.is_null(), arg_len) {
+        (true, 0) => Vec::new(),
+        (true, _) => return Err(Error::Null("arg")),
+        (false, len) if len > isize::MAX as usize => {
+            return Err(Error::Invalid(format!(
+                "arg_len {len} is larger than any object can be"
+            )));
+        }
+        // SAFETY: the caller promises `arg` is readable for `arg_len`
+        // bytes, which is at most isize::MAX.
+        (false, len) => unsafe { std::slice::from_raw_parts(arg, len) }.to_vec(),
+    };
+    let mut process = Process::from_entry(entry, arg)?
+        .start_method(method)
+        .daemon(daemon);
+    if let Some(name) = name {
+        process = process.with_name(name);
+    }
+    process.start()?;
+    *out = Tagged::boxed(TAG_PROCESS, process).cast::<mp_process_t>();
+    Ok(MP_OK)
+}
+
+/// Writes the child's name, NUL-terminated, into `buf` (`cap` bytes);
+/// MP_ERR_TOO_LARGE when it does not fit.
+///
+/// # Safety
+///
+/// - `p` is NULL or a process from `mp_process_start` not freed yet.
+/// - `buf` is NULL or writable for `cap` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mp_process_name(
+    p: *const mp_process_t,
+    buf: *mut c_char,
+    cap: usize,
+) -> c_int {
+    guard("mp_process_name", || {
+        // SAFETY: the caller promises `p` is NULL or live.
+        let process = unsafe { process_ref(p) }?;
+        // SAFETY: the caller promises `buf` is NULL or writable for `cap`.
+        unsafe { write_c_string(process.name(), buf, cap) }
     })
 }
 
@@ -321,6 +395,62 @@ pub unsafe extern "C" fn mp_process_free(p: *mut mp_process_t) {
         unsafe { Tagged::<Process>::free(p.cast(), TAG_PROCESS) }?;
         Ok(MP_OK)
     });
+}
+
+/// Writes this process's name, NUL-terminated, into `buf` (`cap` bytes):
+/// `MainProcess` in a process multiproc did not start, the name given at
+/// start in a child (Python's `current_process().name`).
+/// MP_ERR_TOO_LARGE when it does not fit.
+///
+/// # Safety
+///
+/// - `buf` is NULL or writable for `cap` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mp_current_process_name(buf: *mut c_char, cap: usize) -> c_int {
+    guard("mp_current_process_name", || {
+        let me = process::current_process();
+        // SAFETY: the caller promises `buf` is NULL or writable for `cap`.
+        unsafe { write_c_string(me.name(), buf, cap) }
+    })
+}
+
+/// Reaps every child of this process that has ended (Python's
+/// `active_children()`), then stores in `*count` how many still run and
+/// their pids in `pids[0..*count]`. MP_ERR_TOO_LARGE when `cap` is short
+/// (`*count` says how many there are; `pids` may be NULL with `cap` 0 to
+/// ask just that).
+///
+/// # Safety
+///
+/// - `pids` is NULL or writable for `cap` ints.
+/// - `count` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mp_active_children(
+    pids: *mut c_int,
+    cap: usize,
+    count: *mut usize,
+) -> c_int {
+    guard("mp_active_children", || {
+        // SAFETY: the caller promises `count` is NULL or writable.
+        let count = unsafe { non_null_mut(count, "count") }?;
+        let running = process::active_children();
+        *count = running.len();
+        if running.len() > cap {
+            return Err(Error::TooLarge {
+                len: running.len(),
+                max: cap,
+            });
+        }
+        if !running.is_empty() {
+            if pids.is_null() {
+                return Err(Error::Null("pids"));
+            }
+            // SAFETY: `pids` has room for `cap >= running.len()` ints (the
+            // caller's promise) and cannot overlap our vector.
+            unsafe { std::ptr::copy_nonoverlapping(running.as_ptr(), pids, running.len()) };
+        }
+        Ok(MP_OK)
+    })
 }
 
 /// The pid of the process that started this one (Python's
