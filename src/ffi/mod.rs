@@ -104,7 +104,9 @@ pub(crate) fn guard(name: &'static str, body: impl FnOnce() -> Result<c_int>) ->
 /// # Safety
 ///
 /// - `p` is NULL or points to a live, properly aligned `T` for `'a`.
-#[cfg_attr(loom, allow(dead_code))]
+// Unused since every object pointer goes through `Tagged::get`; kept for
+// plain (non-object) pointer arguments.
+#[allow(dead_code)]
 pub(crate) unsafe fn non_null<'a, T>(p: *const T, param: &'static str) -> Result<&'a T> {
     // SAFETY: the caller promises `p` is NULL or valid for `'a`.
     unsafe { p.as_ref() }.ok_or(Error::Null(param))
