@@ -124,7 +124,8 @@ unsafe fn pool_op(w: &mut World, input: &mut Input) {
                     .early(arg_null, MP_ERR_NULL)
                     .late(name_bad == Some(MP_ERR_NOT_FOUND), MP_ERR_NOT_FOUND)
                     .late(arg_len >= 64 * 1024, MP_ERR_TOO_LARGE)
-                    .late(buf_null || len_null, MP_ERR_NULL)
+                    // A NULL `buf` is fine for an empty result.
+                    .late(len_null || (buf_null && arg_len > 0), MP_ERR_NULL)
                     .check(
                         s,
                         &[MP_OK, MP_ERR_TOO_LARGE, fails_with(&name).unwrap_or(MP_OK)],
@@ -257,7 +258,7 @@ unsafe fn results_op(w: &mut World, input: &mut Input) {
             1 => n,
             _ => usize::from(input.u8()) % n.max(1),
         };
-        let (b, cap, null) = out_buf(w, input);
+        let (b, cap, _) = out_buf(w, input);
         let mut len = usize::MAX;
         let len_null = input.choose(16) == 0;
         let lenp = if len_null {
@@ -266,10 +267,11 @@ unsafe fn results_op(w: &mut World, input: &mut Input) {
             std::ptr::from_mut(&mut len)
         };
         let s = mp_pool_results_get(r, i, b, cap, lenp);
+        // A NULL `buf` is fine for an empty result.
         Expect::new("mp_pool_results_get")
             .arg(arg)
             .early(arg == Arg::Live && i >= n, MP_ERR_INVALID)
-            .late(null || len_null, MP_ERR_NULL)
+            .late(len_null, MP_ERR_NULL)
             .check(
                 s,
                 &[
@@ -278,6 +280,7 @@ unsafe fn results_op(w: &mut World, input: &mut Input) {
                     MP_ERR_VALUE,
                     MP_ERR_OWNER_DIED,
                     MP_ERR_CLOSED,
+                    MP_ERR_NULL,
                 ],
             );
     }
