@@ -137,6 +137,12 @@ pub(super) struct World {
     pub(super) connects: usize,
     /// Dict ids seen, for `mp_manager_attach_dict`.
     pub(super) ids: Vec<u64>,
+    /// Whether this run holds a connection to the shared manager's socket
+    /// made by `mp_client_connect*`: one that has not answered the
+    /// server's challenge holds the server's accept loop (which runs one
+    /// handshake at a time, as CPython's does) for 5 s, so no
+    /// `mp_manager_connect` then.
+    pub(super) raw_to_manager: bool,
     /// The shared manager's address and key, the socket directory.
     pub(super) view: super::c_api_shared::View,
 }
@@ -163,6 +169,7 @@ impl World {
             out: vec![0; BIG + 4096],
             connects: 0,
             ids: Vec::new(),
+            raw_to_manager: false,
             view,
         }
     }

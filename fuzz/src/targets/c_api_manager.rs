@@ -7,7 +7,8 @@
 //! manager's shutdown would stop it too, so `mp_manager_shutdown` only gets
 //! bad pointers). Never given to `mp_manager_connect`: a listener of this
 //! run, which accepts nobody, nor a TCP port something else may listen on
-//! (its handshake would wait 30 s).
+//! (its handshake would wait 30 s), nor the shared manager while the run
+//! holds a raw connection to it (see `World::raw_to_manager`).
 
 use std::ffi::{c_char, c_int, c_void};
 
@@ -113,7 +114,7 @@ unsafe fn manager_op(w: &mut World, input: &mut Input) {
             }
             1 | 2 => {
                 let (addr, target) = address(w, input, true);
-                if target == Target::Listener {
+                if target == Target::Listener || (target == Target::Manager && w.raw_to_manager) {
                     return;
                 }
                 let mut keybuf = [0u8; 64];

@@ -294,6 +294,7 @@ pub(super) unsafe fn call(w: &mut World, input: &mut Input) {
                         ],
                     );
                 w.remember(Kind::Conn, s, obj);
+                w.raw_to_manager |= s == MP_OK && target == Target::Manager;
             }
         }
     }
