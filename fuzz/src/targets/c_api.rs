@@ -35,6 +35,7 @@ use multiproc::ffi::*;
 use super::Input;
 use super::{c_api_core, c_api_manager, c_api_net, c_api_pool, c_api_process, c_api_sync};
 
+pub(super) use super::c_api_expect::Expect;
 pub use super::c_api_shared::{start_shared, stop_shared};
 // The libFuzzer target registers it; the replay stops explicitly.
 #[allow(unused_imports)]
@@ -127,7 +128,8 @@ pub(super) struct World {
     pub(super) garbage: Box<Foreign>,
     /// A handle text taken from a live object, for the `*_open` calls.
     pub(super) handle: Vec<u8>,
-    /// Bytes to send or store (never written by the library).
+    /// Bytes to send or store; queue and connection receives write here
+    /// too.
     pub(super) bytes: Vec<u8>,
     /// A receive buffer larger than anything the library can hand back
     /// here (values, results, names), so a "huge" `cap` stays safe.
@@ -251,9 +253,8 @@ impl World {
         };
         let arg = self.classify(p, kind);
         if usage != Use::Any && arg == Arg::Live && self.shared.iter().any(|(_, q)| *q == p) {
-            // A freed pointer reused by... nothing shared is ever freed, so
-            // this is a shared object picked as "another type": refuse it
-            // the destructive call.
+            // Never a shared object for a destructive call (no choice above
+            // gives one; this keeps it so).
             return (std::ptr::null_mut(), Arg::Null);
         }
         if usage == Use::BadOnly && arg == Arg::Live {
@@ -335,80 +336,6 @@ impl World {
         self.freed.push(p);
         // SAFETY: forwarded; a second free is refused by the live set.
         unsafe { free(kind, p) };
-    }
-}
-
-/// What a call may return, from what its arguments were.
-pub(super) struct Expect {
-    name: &'static str,
-    /// Codes for bad arguments checked before anything happens: one of
-    /// them must come back.
-    early: Vec<c_int>,
-    /// Codes for bad arguments checked only once the call got that far (a
-    /// state error may come first): never `MP_OK` then.
-    late: Vec<c_int>,
-}
-
-impl Expect {
-    pub(super) fn new(name: &'static str) -> Expect {
-        Expect {
-            name,
-            early: Vec::new(),
-            late: Vec::new(),
-        }
-    }
-
-    /// A pointer (object) argument.
-    pub(super) fn arg(mut self, a: Arg) -> Expect {
-        match a {
-            Arg::Null => self.early.push(MP_ERR_NULL),
-            Arg::Wrong => self.early.push(MP_ERR_INVALID),
-            Arg::Live => {}
-        }
-        self
-    }
-
-    /// A bad argument refused first with `code`, if `bad`.
-    pub(super) fn early(mut self, bad: bool, code: c_int) -> Expect {
-        if bad {
-            self.early.push(code);
-        }
-        self
-    }
-
-    /// A bad argument refused with `code` once the call gets to it, if
-    /// `bad`.
-    pub(super) fn late(mut self, bad: bool, code: c_int) -> Expect {
-        if bad {
-            self.late.push(code);
-        }
-        self
-    }
-
-    /// A timeout argument (invalid when negative and not -1).
-    pub(super) fn timeout(self, t: i64) -> Expect {
-        self.early(t < 0 && t != MP_WAIT_FOREVER, MP_ERR_INVALID)
-    }
-
-    /// Checks `status` against the arguments and the codes the call's doc
-    /// names for good arguments (`documented`, `MP_OK` included).
-    pub(super) fn check(&self, status: c_int, documented: &[c_int]) {
-        let ok = if !self.early.is_empty() {
-            self.early.contains(&status)
-        } else if !self.late.is_empty() {
-            status != MP_OK && (self.late.contains(&status) || documented.contains(&status))
-        } else {
-            documented.contains(&status)
-        };
-        if !ok {
-            // SAFETY: mp_last_error never returns NULL; a valid C string.
-            let last = unsafe { CStr::from_ptr(mp_last_error()) };
-            panic!(
-                "{}: status {status} ({last:?}); bad arguments refused first: {:?}, \
-                 refused later: {:?}; documented for good ones: {documented:?}",
-                self.name, self.early, self.late
-            );
-        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::ffi::{c_char, c_int, c_void};
 use multiproc::ffi::*;
 
 use super::Input;
-use super::c_api::{Expect, Kind, Use, World, free_call};
+use super::c_api::{Arg, Expect, Kind, Use, World, free_call};
 
 /// Writes the handle text of `p` (any type) and keeps it when the call
 /// succeeds.
@@ -167,17 +167,67 @@ unsafe fn operate(w: &mut World, input: &mut Input, kind: Kind) {
     // bytes; the other out-pointers are NULL or ours; `p` as in `run`.
     unsafe {
         let status = match kind {
-            Kind::Queue => match op {
-                0 => mp_queue_put(p.cast(), data.cast(), n, t),
-                1 => mp_queue_get(p.cast(), data.cast(), n, lenp, t),
-                2 => mp_queue_close(p.cast()),
-                3 => mp_queue_task_done(p.cast()),
-                4 => mp_queue_join(p.cast(), t),
-                _ => {
-                    let _ = (mp_queue_qsize(p.cast()), mp_queue_max_msg_size(p.cast()));
-                    MP_OK
-                }
-            },
+            Kind::Queue => {
+                let e = Expect::new("mp_queue_*").arg(arg);
+                let s = match op {
+                    0 => {
+                        let s = mp_queue_put(p.cast(), data.cast(), n, t);
+                        e.early(data.is_null() && n > 0, MP_ERR_NULL)
+                            .timeout(t)
+                            .check(
+                                s,
+                                &[
+                                    MP_OK,
+                                    MP_ERR_FULL,
+                                    MP_ERR_TOO_LARGE,
+                                    MP_ERR_CLOSED,
+                                    MP_ERR_STATE,
+                                ],
+                            );
+                        s
+                    }
+                    1 => {
+                        let s = mp_queue_get(p.cast(), data.cast(), n, lenp, t);
+                        e.early(lenp.is_null() || (data.is_null() && n > 0), MP_ERR_NULL)
+                            .timeout(t)
+                            .check(
+                                s,
+                                &[
+                                    MP_OK,
+                                    MP_ERR_EMPTY,
+                                    MP_ERR_CLOSED,
+                                    MP_ERR_TOO_LARGE,
+                                    MP_ERR_STATE,
+                                ],
+                            );
+                        s
+                    }
+                    2 => {
+                        let s = mp_queue_close(p.cast());
+                        e.check(s, &[MP_OK]);
+                        s
+                    }
+                    3 => {
+                        let s = mp_queue_task_done(p.cast());
+                        e.check(s, &[MP_OK, MP_ERR_VALUE, MP_ERR_STATE]);
+                        s
+                    }
+                    4 => {
+                        let s = mp_queue_join(p.cast(), t);
+                        e.timeout(t)
+                            .check(s, &[MP_OK, MP_ERR_TIMEOUT, MP_ERR_STATE]);
+                        s
+                    }
+                    _ => {
+                        let sizes = (mp_queue_qsize(p.cast()), mp_queue_max_msg_size(p.cast()));
+                        if arg != Arg::Live {
+                            assert_eq!(sizes, (0, 0), "sizes of a bad queue pointer");
+                        }
+                        MP_OK
+                    }
+                };
+                s
+            }
             Kind::Lock => {
                 let e = Expect::new("mp_lock_*").arg(arg);
                 let status = match op {
@@ -198,24 +248,84 @@ unsafe fn operate(w: &mut World, input: &mut Input, kind: Kind) {
                 }
                 status
             }
-            Kind::Sem => match op {
-                0 | 1 => mp_sem_acquire(p.cast(), t),
-                2 | 3 => mp_sem_release(p.cast()),
-                _ => mp_sem_value(p.cast(), v32p),
-            },
-            Kind::Event => match op {
-                0 => mp_event_set(p.cast()),
-                1 => mp_event_clear(p.cast()),
-                2 | 3 => mp_event_wait(p.cast(), t),
-                _ => mp_event_is_set(p.cast()).min(0),
-            },
-            Kind::Barrier => match op {
-                0 | 1 => mp_barrier_wait(p.cast(), t, v32p),
-                2 => mp_barrier_abort(p.cast()),
-                3 => mp_barrier_reset(p.cast()),
-                4 => mp_barrier_n_waiting(p.cast(), v32p),
-                _ => mp_barrier_parties(p.cast(), v32p).min(mp_barrier_broken(p.cast()).min(0)),
-            },
+            Kind::Sem => {
+                let e = Expect::new("mp_sem_*").arg(arg);
+                match op {
+                    0 | 1 => {
+                        let s = mp_sem_acquire(p.cast(), t);
+                        e.timeout(t).check(s, &[MP_OK, MP_ERR_TIMEOUT]);
+                        s
+                    }
+                    2 | 3 => {
+                        let s = mp_sem_release(p.cast());
+                        e.check(s, &[MP_OK, MP_ERR_VALUE]);
+                        s
+                    }
+                    _ => {
+                        let s = mp_sem_value(p.cast(), v32p);
+                        e.early(v32p.is_null(), MP_ERR_NULL).check(s, &[MP_OK]);
+                        s
+                    }
+                }
+            }
+            Kind::Event => {
+                let waits = matches!(op, 2 | 3);
+                let e = Expect::new("mp_event_*").arg(arg);
+                let e = if waits { e.timeout(t) } else { e };
+                let s = match op {
+                    0 => mp_event_set(p.cast()),
+                    1 => mp_event_clear(p.cast()),
+                    2 | 3 => mp_event_wait(p.cast(), t),
+                    _ => {
+                        let s = mp_event_is_set(p.cast());
+                        assert!(arg != Arg::Live || s == 0 || s == 1, "mp_event_is_set: {s}");
+                        s.min(0)
+                    }
+                };
+                let documented: &[i32] = if waits {
+                    &[MP_OK, MP_ERR_TIMEOUT]
+                } else {
+                    &[MP_OK]
+                };
+                e.check(s, documented);
+                s
+            }
+            Kind::Barrier => {
+                let e = Expect::new("mp_barrier_*").arg(arg);
+                match op {
+                    0 | 1 => {
+                        // `index` may be NULL.
+                        let s = mp_barrier_wait(p.cast(), t, v32p);
+                        e.timeout(t)
+                            .check(s, &[MP_OK, MP_ERR_BROKEN, MP_ERR_TIMEOUT]);
+                        s
+                    }
+                    2 | 3 => {
+                        let s = if op == 2 {
+                            mp_barrier_abort(p.cast())
+                        } else {
+                            mp_barrier_reset(p.cast())
+                        };
+                        e.check(s, &[MP_OK]);
+                        s
+                    }
+                    4 => {
+                        let s = mp_barrier_n_waiting(p.cast(), v32p);
+                        e.early(v32p.is_null(), MP_ERR_NULL).check(s, &[MP_OK]);
+                        s
+                    }
+                    _ => {
+                        let s = mp_barrier_parties(p.cast(), v32p);
+                        let broken = mp_barrier_broken(p.cast());
+                        assert!(
+                            arg != Arg::Live || broken == 0 || broken == 1,
+                            "broken: {broken}"
+                        );
+                        e.early(v32p.is_null(), MP_ERR_NULL).check(s, &[MP_OK]);
+                        s
+                    }
+                }
+            }
             Kind::Array => {
                 let data = mp_array_data(p.cast());
                 let alen = mp_array_len(p.cast());
@@ -242,17 +352,64 @@ unsafe fn operate(w: &mut World, input: &mut Input, kind: Kind) {
                     MP_OK
                 }
             }
-            _ => match op {
-                0 | 1 => mp_conn_send_bytes(p.cast(), data.cast(), n),
-                2 | 3 => mp_conn_recv_bytes(p.cast(), data.cast(), n, lenp, t),
-                4 => mp_conn_poll(p.cast(), t),
-                _ => {
-                    let conns = [p.cast::<mp_conn_t>(), std::ptr::null_mut()];
-                    let mut ready = [0u8; 2];
-                    let _ = mp_conn_fileno(p.cast());
-                    mp_wait(conns.as_ptr(), input.choose(3), t, ready.as_mut_ptr())
+            _ => {
+                // The peer may be gone (EOF, or OS for a reset), the end
+                // receive- or send-only (STATE).
+                let lost = [MP_ERR_EOF, MP_ERR_OS, MP_ERR_STATE];
+                let e = Expect::new("mp_conn_*").arg(arg);
+                match op {
+                    0 | 1 => {
+                        let s = mp_conn_send_bytes(p.cast(), data.cast(), n);
+                        e.early(data.is_null() && n > 0, MP_ERR_NULL)
+                            .check(s, &[&[MP_OK][..], &lost].concat());
+                        s
+                    }
+                    2 | 3 => {
+                        let s = mp_conn_recv_bytes(p.cast(), data.cast(), n, lenp, t);
+                        e.early(lenp.is_null() || (data.is_null() && n > 0), MP_ERR_NULL)
+                            .timeout(t)
+                            .check(
+                                s,
+                                &[
+                                    &[MP_OK, MP_ERR_TOO_LARGE, MP_ERR_TIMEOUT, MP_ERR_INVALID][..],
+                                    &lost,
+                                ]
+                                .concat(),
+                            );
+                        s
+                    }
+                    4 => {
+                        let s = mp_conn_poll(p.cast(), t);
+                        let e = e.timeout(t);
+                        if s < 0 {
+                            e.check(s, &lost);
+                        } else {
+                            e.check(MP_OK, &[MP_OK]);
+                            assert!(s <= 1, "mp_conn_poll: {s}");
+                        }
+                        s
+                    }
+                    _ => {
+                        let conns = [p.cast::<mp_conn_t>(), std::ptr::null_mut()];
+                        let mut ready = [0u8; 2];
+                        let _ = mp_conn_fileno(p.cast());
+                        let count = input.choose(3);
+                        let s = mp_wait(conns.as_ptr(), count, t, ready.as_mut_ptr());
+                        let e = Expect::new("mp_wait")
+                            .early(count == 0, MP_ERR_INVALID)
+                            .arg(if count == 0 { Arg::Live } else { arg })
+                            .early(count == 2, MP_ERR_NULL)
+                            .timeout(t);
+                        if s < 0 {
+                            e.check(s, &lost);
+                        } else {
+                            e.check(MP_OK, &[MP_OK]);
+                            assert!(s as usize <= count, "mp_wait: {s} of {count}");
+                        }
+                        s
+                    }
                 }
-            },
+            }
         };
         assert!(
             status <= 0 || kind == Kind::Conn,

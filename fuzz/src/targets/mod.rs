@@ -8,6 +8,7 @@
 
 pub mod c_api;
 mod c_api_core;
+mod c_api_expect;
 mod c_api_manager;
 mod c_api_net;
 mod c_api_pool;
