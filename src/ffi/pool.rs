@@ -412,6 +412,21 @@ mod tests {
         0
     }
 
+    /// Found while widening the c_api fuzz target: a process count whose
+    /// sizes overflow wrapped (in release) into a record block too small for
+    /// the workers' slots, which were then written past its end as the
+    /// workers started. Refused now, before anything starts.
+    #[test]
+    fn a_pool_too_large_to_size_is_refused_before_anything_starts() {
+        for processes in [usize::MAX, 1 << 61, u32::MAX as usize + 1] {
+            let mut pool = null_mut();
+            // SAFETY: `pool` is a writable out-pointer.
+            let status = unsafe { mp_pool_new(processes, MP_START_FORK, &mut pool) };
+            assert_eq!(status, crate::ffi::MP_ERR_INVALID, "{processes} processes");
+            assert!(pool.is_null(), "*out written on failure");
+        }
+    }
+
     /// Found by the c_api fuzz target: the refusal of an input over the
     /// pool's message size came out as MP_ERR_VALUE, not MP_ERR_TOO_LARGE.
     #[test]
