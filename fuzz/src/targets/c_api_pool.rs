@@ -3,7 +3,7 @@
 //! with the functions `fuzz.echo`, `fuzz.fail` and `fuzz.liar`).
 //!
 //! Never started here: a pool (`mp_pool_new` always has a NULL `out`, no
-//! process, or a bad method). Never closed, terminated or freed: the
+//! process, too many processes to size, or a bad method). Never closed, terminated or freed: the
 //! shared pool (those calls only get bad pointers; `mp_pool_join` gets it
 //! too, and must refuse it while it runs).
 
@@ -87,10 +87,13 @@ unsafe fn pool_op(w: &mut World, input: &mut Input) {
             4 => {
                 // Never a pool that starts.
                 let mut out: *mut mp_pool_t = std::ptr::null_mut();
-                let (processes, method, null) = match input.choose(4) {
+                let too_many = [usize::MAX, 1 << 61, u32::MAX as usize + 1];
+                let (processes, method, null) = match input.choose(5) {
                     0 => (input.u64() as usize, input.u8().into(), true),
                     1 => (0, MP_START_FORK, false),
                     2 => (usize::MAX, c_int::from(input.u8()) + 3, false),
+                    // Sizes that overflow: refused before anything starts.
+                    3 => (too_many[input.choose(3)], MP_START_FORK, false),
                     _ => (1 + input.choose(4), -1 - c_int::from(input.u8()), false),
                 };
                 let outp = if null {
