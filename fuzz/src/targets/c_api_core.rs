@@ -169,7 +169,7 @@ unsafe fn operate(w: &mut World, input: &mut Input, kind: Kind) {
         let status = match kind {
             Kind::Queue => {
                 let e = Expect::new("mp_queue_*").arg(arg);
-                let s = match op {
+                match op {
                     0 => {
                         let s = mp_queue_put(p.cast(), data.cast(), n, t);
                         e.early(data.is_null() && n > 0, MP_ERR_NULL)
@@ -225,8 +225,7 @@ unsafe fn operate(w: &mut World, input: &mut Input, kind: Kind) {
                         }
                         MP_OK
                     }
-                };
-                s
+                }
             }
             Kind::Lock => {
                 let e = Expect::new("mp_lock_*").arg(arg);
