@@ -5,7 +5,7 @@
 use std::ffi::{c_char, c_int};
 
 use super::process::{MP_START_FORK, MP_START_FORKSERVER, MP_START_SPAWN};
-use super::{MP_OK, Tagged, c_str, guard, non_null_mut};
+use super::{MP_OK, Tagged, c_str, copy_out, guard, non_null_mut};
 use crate::error::{Error, Result};
 use crate::pool::{self, BytesResults, Pool, PoolFn, TaskError};
 use crate::process::StartMethod;
@@ -65,33 +65,6 @@ unsafe fn results_ref<'a>(r: *const mp_pool_results_t) -> Result<&'a BytesResult
 /// A task's error as a C status, with its message as the last error.
 fn task_status(e: TaskError) -> Error {
     Error::from(e)
-}
-
-/// Copies `bytes` into `buf` (capacity `cap`) and their length into `*len`;
-/// MP_ERR_TOO_LARGE (with `*len` set) when `cap` is short.
-///
-/// # Safety
-///
-/// - `buf` is NULL or writable for `cap` bytes; `len` is NULL or writable.
-unsafe fn copy_out(bytes: &[u8], buf: *mut u8, cap: usize, len: *mut usize) -> Result<c_int> {
-    // SAFETY: the caller promises `len` is NULL or writable.
-    let len = unsafe { non_null_mut(len, "len") }?;
-    *len = bytes.len();
-    if bytes.len() > cap {
-        return Err(Error::TooLarge {
-            len: bytes.len(),
-            max: cap,
-        });
-    }
-    if !bytes.is_empty() {
-        if buf.is_null() {
-            return Err(Error::Null("buf"));
-        }
-        // SAFETY: `buf` is writable for `cap >= bytes.len()` bytes (caller's
-        // promise), and cannot overlap the pool's own buffer.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf, bytes.len()) };
-    }
-    Ok(MP_OK)
 }
 
 /// Registers `fn` as the pool function `name` (1 to 255 bytes of UTF-8)
@@ -264,7 +237,7 @@ pub unsafe extern "C" fn mp_pool_results_get(
         }
         results.with(i, |r| match r {
             // SAFETY: forwarded from the caller (buf, cap, len).
-            Ok(bytes) => unsafe { copy_out(bytes, buf, cap, len) },
+            Ok(bytes) => unsafe { copy_out(bytes, buf, "buf", cap, len) },
             Err(e) => Err(task_status(e)),
         })
     })
@@ -321,7 +294,7 @@ pub unsafe extern "C" fn mp_pool_apply(
         };
         let result = pool.apply_bytes(name, arg).map_err(task_status)?;
         // SAFETY: forwarded from the caller (buf, cap, len).
-        unsafe { copy_out(&result, buf, cap, len) }
+        unsafe { copy_out(&result, buf, "buf", cap, len) }
     })
 }
 

@@ -3,7 +3,7 @@
 
 use std::ffi::{c_char, c_int};
 
-use super::{MP_OK, Tagged, c_str, guard, non_null_mut, timeout_from_ns, write_c_string};
+use super::{MP_OK, Tagged, c_str, copy_out, guard, non_null_mut, timeout_from_ns, write_c_string};
 use crate::error::{Error, Result};
 use crate::process::{self, Entry, Process, StartMethod};
 
@@ -431,25 +431,10 @@ pub unsafe extern "C" fn mp_active_children(
     count: *mut usize,
 ) -> c_int {
     guard("mp_active_children", || {
-        // SAFETY: the caller promises `count` is NULL or writable.
-        let count = unsafe { non_null_mut(count, "count") }?;
         let running = process::active_children();
-        *count = running.len();
-        if running.len() > cap {
-            return Err(Error::TooLarge {
-                len: running.len(),
-                max: cap,
-            });
-        }
-        if !running.is_empty() {
-            if pids.is_null() {
-                return Err(Error::Null("pids"));
-            }
-            // SAFETY: `pids` has room for `cap >= running.len()` ints (the
-            // caller's promise) and cannot overlap our vector.
-            unsafe { std::ptr::copy_nonoverlapping(running.as_ptr(), pids, running.len()) };
-        }
-        Ok(MP_OK)
+        // SAFETY: the caller promises `pids` is NULL or writable for `cap`
+        // ints, `count` NULL or writable.
+        unsafe { copy_out(&running, pids, "pids", cap, count) }
     })
 }
 
