@@ -1189,9 +1189,10 @@ int mp_init(int argc, char **argv);
 // `Process-N` (see `mp_process_start_named`).
 //
 // `method` is MP_START_FORK, MP_START_SPAWN or MP_START_FORKSERVER,
-// optionally `| MP_START_DAEMON` (any other number: MP_ERR_INVALID). MP_ERR_NOT_FOUND for an unregistered
-// `entry`: nothing starts. MP_ERR_STATE for spawn or forkserver when
-// `mp_init` did not run. On error `*out` is left as it was.
+// optionally `| MP_START_DAEMON` (any other number: MP_ERR_INVALID).
+// MP_ERR_NOT_FOUND for an unregistered `entry`: nothing starts.
+// MP_ERR_STATE for spawn or forkserver when `mp_init` did not run. On
+// error `*out` is left as it was.
 //
 // # Safety
 //

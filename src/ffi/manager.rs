@@ -11,7 +11,7 @@ use std::ffi::{c_char, c_int, c_void};
 use std::sync::{Mutex, PoisonError};
 
 use super::process::{MP_START_FORK, MP_START_FORKSERVER, MP_START_SPAWN};
-use super::{MP_OK, Tagged, c_str, guard, non_null_mut, write_c_string};
+use super::{MP_OK, Tagged, c_str, copy_out, guard, non_null_mut, write_c_string};
 use crate::error::{Error, Result};
 use crate::manager::{Client, DictProxy, ListProxy, Manager};
 use crate::process::StartMethod;
@@ -75,33 +75,6 @@ unsafe fn bytes<'a>(p: *const c_void, len: usize, param: &'static str) -> Result
     }
     // SAFETY: non-NULL and readable for `len` bytes (caller's promise).
     Ok(unsafe { std::slice::from_raw_parts(p.cast(), len) })
-}
-
-/// Copies `value` into `buf[..cap]` and its length into `*len`;
-/// MP_ERR_TOO_LARGE (with `*len` set, nothing copied) when it does not fit.
-///
-/// # Safety
-///
-/// - `buf` is NULL or valid for writing `cap` bytes; `len` is NULL or
-///   valid for writing one `size_t`.
-unsafe fn copy_out(value: &[u8], buf: *mut c_void, cap: usize, len: *mut usize) -> Result<c_int> {
-    // SAFETY: NULL or writable (caller's promise).
-    *unsafe { non_null_mut(len, "len") }? = value.len();
-    if value.len() > cap {
-        return Err(Error::TooLarge {
-            len: value.len(),
-            max: cap,
-        });
-    }
-    if !value.is_empty() {
-        if buf.is_null() {
-            return Err(Error::Null("buf"));
-        }
-        // SAFETY: `buf` has room for `cap >= value.len()` bytes (caller's
-        // promise) and cannot overlap the reply we own.
-        unsafe { std::ptr::copy_nonoverlapping(value.as_ptr(), buf.cast(), value.len()) };
-    }
-    Ok(MP_OK)
 }
 
 fn method_from_c(method: c_int) -> Result<StartMethod> {
@@ -225,7 +198,7 @@ pub unsafe extern "C" fn mp_manager_authkey(
             ));
         };
         // SAFETY: forwarded from the caller.
-        unsafe { copy_out(started.authkey(), buf.cast(), cap, len) }
+        unsafe { copy_out(started.authkey(), buf.cast(), "buf", cap, len) }
     })
 }
 
@@ -406,7 +379,7 @@ pub unsafe extern "C" fn mp_dict_get(
             .get(key)?
             .ok_or_else(|| Error::NotFound("no such key in the dict".into()))?;
         // SAFETY: forwarded from the caller.
-        unsafe { copy_out(&value, buf, cap, len) }
+        unsafe { copy_out(&value, buf.cast(), "buf", cap, len) }
     })
 }
 
@@ -504,7 +477,7 @@ pub unsafe extern "C" fn mp_list_get(
         let l = unsafe { list(l) }?;
         let value = l.get(index)?;
         // SAFETY: forwarded from the caller.
-        unsafe { copy_out(&value, buf, cap, len) }
+        unsafe { copy_out(&value, buf.cast(), "buf", cap, len) }
     })
 }
 

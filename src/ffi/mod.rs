@@ -164,6 +164,41 @@ pub(crate) unsafe fn write_c_string(text: &str, buf: *mut c_char, cap: usize) ->
     Ok(MP_OK)
 }
 
+/// Copies `items` into `buf[..cap]` and their count into `*len`;
+/// [`Error::TooLarge`] (with `*len` set, nothing copied) when they do not
+/// fit. `buf` may be NULL when there is nothing to copy; `buf_name` names
+/// it in the error otherwise.
+///
+/// # Safety
+///
+/// - `buf` is NULL or valid for writing `cap` items; `len` is NULL or valid
+///   for writing one `size_t`.
+pub(crate) unsafe fn copy_out<T: Copy>(
+    items: &[T],
+    buf: *mut T,
+    buf_name: &'static str,
+    cap: usize,
+    len: *mut usize,
+) -> Result<c_int> {
+    // SAFETY: NULL or writable (caller's promise).
+    *unsafe { non_null_mut(len, "len") }? = items.len();
+    if items.len() > cap {
+        return Err(Error::TooLarge {
+            len: items.len(),
+            max: cap,
+        });
+    }
+    if !items.is_empty() {
+        if buf.is_null() {
+            return Err(Error::Null(buf_name));
+        }
+        // SAFETY: `buf` has room for `cap >= items.len()` items (caller's
+        // promise) and cannot overlap `items`, which the library owns.
+        unsafe { std::ptr::copy_nonoverlapping(items.as_ptr(), buf, items.len()) };
+    }
+    Ok(MP_OK)
+}
+
 /// A C `timeout_ns` as a Rust timeout: `MP_WAIT_FOREVER` (-1) is `None`
 /// (wait without limit), 0 tries once, a positive value waits that many
 /// nanoseconds. Other negative values are [`Error::Invalid`].

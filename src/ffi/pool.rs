@@ -5,7 +5,7 @@
 use std::ffi::{c_char, c_int};
 
 use super::process::{MP_START_FORK, MP_START_FORKSERVER, MP_START_SPAWN};
-use super::{MP_OK, Tagged, c_str, fail_status, guard, non_null_mut};
+use super::{MP_OK, Tagged, c_str, copy_out, fail_status, guard, non_null_mut};
 use crate::error::{Error, Result};
 use crate::pool::{self, BytesResults, Pool, PoolFn, TaskError};
 use crate::process::StartMethod;
@@ -68,33 +68,6 @@ unsafe fn results_ref<'a>(r: *const mp_pool_results_t) -> Result<&'a BytesResult
 /// over the message size (MP_ERR_TOO_LARGE) came out as MP_ERR_VALUE.
 fn task_failure(e: TaskError) -> c_int {
     fail_status(e.status(), &e.to_string())
-}
-
-/// Copies `bytes` into `buf` (capacity `cap`) and their length into `*len`;
-/// MP_ERR_TOO_LARGE (with `*len` set) when `cap` is short.
-///
-/// # Safety
-///
-/// - `buf` is NULL or writable for `cap` bytes; `len` is NULL or writable.
-unsafe fn copy_out(bytes: &[u8], buf: *mut u8, cap: usize, len: *mut usize) -> Result<c_int> {
-    // SAFETY: the caller promises `len` is NULL or writable.
-    let len = unsafe { non_null_mut(len, "len") }?;
-    *len = bytes.len();
-    if bytes.len() > cap {
-        return Err(Error::TooLarge {
-            len: bytes.len(),
-            max: cap,
-        });
-    }
-    if !bytes.is_empty() {
-        if buf.is_null() {
-            return Err(Error::Null("buf"));
-        }
-        // SAFETY: `buf` is writable for `cap >= bytes.len()` bytes (caller's
-        // promise), and cannot overlap the pool's own buffer.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf, bytes.len()) };
-    }
-    Ok(MP_OK)
 }
 
 /// Registers `fn` as the pool function `name` (1 to 255 bytes of UTF-8)
@@ -268,7 +241,7 @@ pub unsafe extern "C" fn mp_pool_results_get(
         }
         results.with(i, |r| match r {
             // SAFETY: forwarded from the caller (buf, cap, len).
-            Ok(bytes) => unsafe { copy_out(bytes, buf, cap, len) },
+            Ok(bytes) => unsafe { copy_out(bytes, buf, "buf", cap, len) },
             Err(e) => Ok(task_failure(e.clone())),
         })
     })
@@ -328,7 +301,7 @@ pub unsafe extern "C" fn mp_pool_apply(
             Err(e) => return Ok(task_failure(e)),
         };
         // SAFETY: forwarded from the caller (buf, cap, len).
-        unsafe { copy_out(&result, buf, cap, len) }
+        unsafe { copy_out(&result, buf, "buf", cap, len) }
     })
 }
 

@@ -3,7 +3,7 @@
 
 use std::ffi::{c_char, c_int};
 
-use super::{MP_OK, Tagged, c_str, guard, non_null_mut, timeout_from_ns, write_c_string};
+use super::{MP_OK, Tagged, c_str, copy_out, guard, non_null_mut, timeout_from_ns, write_c_string};
 use crate::error::{Error, Result};
 use crate::process::{self, Entry, Process, StartMethod};
 
@@ -133,9 +133,10 @@ pub unsafe extern "C" fn mp_init(argc: c_int, argv: *mut *mut c_char) -> c_int {
 /// `Process-N` (see `mp_process_start_named`).
 ///
 /// `method` is MP_START_FORK, MP_START_SPAWN or MP_START_FORKSERVER,
-/// optionally `| MP_START_DAEMON` (any other number: MP_ERR_INVALID). MP_ERR_NOT_FOUND for an unregistered
-/// `entry`: nothing starts. MP_ERR_STATE for spawn or forkserver when
-/// `mp_init` did not run. On error `*out` is left as it was.
+/// optionally `| MP_START_DAEMON` (any other number: MP_ERR_INVALID).
+/// MP_ERR_NOT_FOUND for an unregistered `entry`: nothing starts.
+/// MP_ERR_STATE for spawn or forkserver when `mp_init` did not run. On
+/// error `*out` is left as it was.
 ///
 /// # Safety
 ///
@@ -431,25 +432,10 @@ pub unsafe extern "C" fn mp_active_children(
     count: *mut usize,
 ) -> c_int {
     guard("mp_active_children", || {
-        // SAFETY: the caller promises `count` is NULL or writable.
-        let count = unsafe { non_null_mut(count, "count") }?;
         let running = process::active_children();
-        *count = running.len();
-        if running.len() > cap {
-            return Err(Error::TooLarge {
-                len: running.len(),
-                max: cap,
-            });
-        }
-        if !running.is_empty() {
-            if pids.is_null() {
-                return Err(Error::Null("pids"));
-            }
-            // SAFETY: `pids` has room for `cap >= running.len()` ints (the
-            // caller's promise) and cannot overlap our vector.
-            unsafe { std::ptr::copy_nonoverlapping(running.as_ptr(), pids, running.len()) };
-        }
-        Ok(MP_OK)
+        // SAFETY: the caller promises `pids` is NULL or writable for `cap`
+        // ints, `count` NULL or writable.
+        unsafe { copy_out(&running, pids, "pids", cap, count) }
     })
 }
 

@@ -31,10 +31,11 @@
 //! entry up and plans the descriptor moves (see `relocation`), then forks;
 //! the child moves each descriptor to its number (so handle texts made in
 //! the parent resolve unchanged), closes everything else and runs the
-//! entry. A payload that does not decode is answered `"MPER"` + `EINVAL`. The server answers on the status socket with `"MPOK"`,
-//! the pid and (by `SCM_RIGHTS`) a pidfd of the child, and when it reaped
-//! the child, with its exit code (`i32`). That socket is what the parent's
-//! `join` waits on.
+//! entry. A payload that does not decode is answered `"MPER"` + `EINVAL`.
+//! The server answers on the status socket with `"MPOK"`, the pid and (by
+//! `SCM_RIGHTS`) a pidfd of the child, and when it reaped the child, with
+//! its exit code (`i32`). That socket is what the parent's `join` waits
+//! on.
 //!
 //! The server exits once the parent closed its end of the pair (the parent
 //! exited, however) and every child it forked has ended. A fork child of

@@ -55,9 +55,9 @@ pub(crate) enum Step {
 pub(crate) fn plan(held: &[i32], targets: &[i32]) -> Vec<Step> {
     debug_assert_eq!(held.len(), targets.len());
     let mut steps = Vec::with_capacity(2 * held.len() + 2);
-    let mut open: BTreeSet<i32> = held.iter().copied().collect();
+    let mut open = Numbers::new(held);
     let mut next = 0u32;
-    for &fd in &open {
+    for &fd in &open.open {
         if fd as u32 > next {
             steps.push(Step::CloseRange {
                 first: next,
@@ -91,7 +91,7 @@ pub(crate) fn plan(held: &[i32], targets: &[i32]) -> Vec<Step> {
         if let Some(j) = unplaced_at.remove(&target) {
             // Another one still to be placed sits on the target: out of the
             // way first.
-            let free = lowest_free(&open);
+            let free = open.lowest_free();
             steps.push(Step::Dup {
                 from: target,
                 to: free,
@@ -108,23 +108,47 @@ pub(crate) fn plan(held: &[i32], targets: &[i32]) -> Vec<Step> {
             cloexec: target > 2,
         });
         steps.push(Step::Close(current));
-        open.remove(&current);
+        open.remove(current);
         open.insert(target);
         at[i] = target;
     }
     steps
 }
 
-/// The lowest number not in `open` (what `dup` would pick).
-fn lowest_free(open: &BTreeSet<i32>) -> i32 {
-    let mut candidate = 0;
-    for &fd in open {
-        if fd != candidate {
-            break;
-        }
-        candidate += 1;
+/// The descriptor numbers open in the child as the plan goes, and the
+/// free ones among those that can be the lowest: a copy out of the way is
+/// made when `held.len()` descriptors are open, so the lowest free number
+/// is then at most `held.len()`.
+struct Numbers {
+    open: BTreeSet<i32>,
+    free: BTreeSet<i32>,
+    limit: i32,
+}
+
+impl Numbers {
+    fn new(held: &[i32]) -> Numbers {
+        let open: BTreeSet<i32> = held.iter().copied().collect();
+        let limit = held.len() as i32;
+        let free = (0..=limit).filter(|n| !open.contains(n)).collect();
+        Numbers { open, free, limit }
     }
-    candidate
+
+    fn insert(&mut self, fd: i32) {
+        self.open.insert(fd);
+        self.free.remove(&fd);
+    }
+
+    fn remove(&mut self, fd: i32) {
+        self.open.remove(&fd);
+        if fd <= self.limit {
+            self.free.insert(fd);
+        }
+    }
+
+    /// The lowest number not open (what `dup` would pick).
+    fn lowest_free(&self) -> i32 {
+        *self.free.first().expect("at most `limit` numbers are open")
+    }
 }
 
 /// Carries out `steps`; on a failed `dup3`, the name of the call.
@@ -269,6 +293,24 @@ mod tests {
             targets.truncate(count);
             check(&held, &others, &targets);
         }
+    }
+
+    #[test]
+    fn a_request_of_thousands_of_descriptors_is_planned() {
+        // Every target held by the next one still to be placed: a copy out
+        // of the way at every step.
+        let n = 3_000;
+        let held: Vec<i32> = (1..=n).collect();
+        let targets: Vec<i32> = (0..n).map(|i| (i + 2) % (n + 1)).collect();
+        check(&held, &[0], &targets);
+        let dups = plan(&held, &targets)
+            .iter()
+            .filter(|s| matches!(s, Step::Dup { .. }))
+            .count();
+        assert!(
+            dups > n as usize,
+            "the case copies out of the way: {dups} copies"
+        );
     }
 
     #[test]
