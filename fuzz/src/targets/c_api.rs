@@ -17,9 +17,10 @@
 //! listeners and clients; `c_api_manager.rs`: manager, dict, list;
 //! `c_api_pool.rs`: pool and results; `c_api_process.rs`: processes and
 //! the process-wide calls). Every call must return a status (or value),
-//! never crash; the families past `c_api_core` also check the status: a
-//! bad argument gets its documented code (never `MP_OK`), a call with good
-//! arguments one of the codes its doc names ([`Expect`]).
+//! never crash, hang or leak, and its status is checked (all but the array
+//! and segment accessors): a bad argument gets its documented code (never
+//! `MP_OK`), a call with good arguments one of the codes its doc names
+//! ([`Expect`]).
 //!
 //! A manager and a pool are servers in child processes: [`start_shared`]
 //! starts one of each once per process, before any input (the fuzz target's

@@ -1,7 +1,8 @@
 //! The first families of the C API under the `c_api` body (see
 //! `c_api.rs`): queues, locks, semaphores, events, barriers, arrays,
-//! segments and pipes. Statuses are checked for the lock calls (a live
-//! lock must act as one); the others must return without crashing.
+//! segments and pipes. Statuses are checked for every operation but the
+//! array and segment accessors (which must only not crash); constructors
+//! and handles must return a status.
 
 use std::ffi::{c_char, c_int, c_void};
 
