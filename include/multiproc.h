@@ -653,8 +653,9 @@ int mp_lock_make_consistent(mp_lock_t *l);
 int mp_lock_is_locked(const mp_lock_t *l);
 
 // Releases this process's reference (not the lock itself: a held lock
-// stays held). NULL is a no-op; a pointer that is not a live lock is
-// refused (see `mp_last_error`) and left alone.
+// stays held). NULL is a no-op; a pointer that is not a live lock, or is
+// an array's own lock (from `mp_array_lock`: `mp_array_free` releases
+// it), is refused (see `mp_last_error`) and left alone.
 //
 // # Safety
 //

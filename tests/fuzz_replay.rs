@@ -9,7 +9,14 @@
 mod targets;
 
 use std::path::Path;
+use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
+
+/// Held for reading by every replay while it runs one input, and for
+/// writing while the c_api replay starts its manager and pool by `fork`:
+/// then no other thread is inside the library (a lock it held would stay
+/// held in the child).
+static NOT_FORKING: RwLock<()> = RwLock::new(());
 
 /// Generated inputs per target at most, and the time they may take.
 const GENERATED: u64 = 10_000;
@@ -55,14 +62,23 @@ fn replay(target: &str, seed: u64, prefixes: &[&[u8]], body: fn(&[u8])) {
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     corpus.sort();
+    let run = |data: &[u8]| {
+        let _guard = NOT_FORKING.read().unwrap_or_else(PoisonError::into_inner);
+        body(data);
+    };
     for path in &corpus {
         let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        body(&data);
+        // FUZZ_TRACE=1 names each corpus file first: the last one named
+        // before a failure is the input to look at.
+        if std::env::var_os("FUZZ_TRACE").is_some() {
+            eprintln!("TRACE {}", path.display());
+        }
+        run(&data);
     }
     let mut rng = Rng(seed);
     let mut generated = 0;
     while generated < GENERATED && started.elapsed() < BUDGET {
-        body(&rng.input(prefixes));
+        run(&rng.input(prefixes));
         generated += 1;
     }
     println!(
@@ -120,5 +136,24 @@ fn auth_handshake() {
 
 #[test]
 fn c_api() {
+    {
+        let _forking = NOT_FORKING.write().unwrap_or_else(PoisonError::into_inner);
+        targets::c_api::start_shared();
+    }
+    // Stops the manager and pool even when the replay fails.
+    struct Stop;
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            targets::c_api::stop_shared();
+        }
+    }
+    let stop = Stop;
     replay("c_api", 0x63617069, &[], targets::c_api::run);
+    drop(stop);
+    // The manager's server and the pool's worker are reaped.
+    let mut count = usize::MAX;
+    // SAFETY: NULL pids with cap 0 asks the count only; `count` is ours.
+    let status =
+        unsafe { multiproc::ffi::process::mp_active_children(std::ptr::null_mut(), 0, &mut count) };
+    assert_eq!((status, count), (multiproc::ffi::MP_OK, 0), "children left");
 }

@@ -3,10 +3,8 @@
 
 use std::ffi::{c_char, c_int, c_void};
 
-use super::{
-    MP_OK, Tagged, c_str, guard, mp_lock_free, mp_lock_open, mp_lock_t, non_null_mut,
-    write_c_string,
-};
+use super::lock::{array_lock, free_array_lock};
+use super::{MP_OK, Tagged, c_str, guard, mp_lock_t, non_null_mut, write_c_string};
 use crate::array::{DynArray, Typecode};
 use crate::error::{Error, Result};
 use crate::shm::Handle;
@@ -17,16 +15,18 @@ const TAG: u64 = u64::from_le_bytes(*b"mpARRAY_");
 pub struct mp_array_t {
     array: DynArray,
     /// The array's lock as a C object (NULL without one), made with
-    /// `mp_lock_open` when this object is made, freed with it.
+    /// `array_lock` when this object is made, freed with it (`mp_lock_free`
+    /// refuses it).
     lock: *mut mp_lock_t,
 }
 
 impl Drop for mp_array_t {
     fn drop(&mut self) {
         if !self.lock.is_null() {
-            // SAFETY: `lock` came from `mp_lock_open` in `boxed` and is
-            // freed only here, once.
-            unsafe { mp_lock_free(self.lock) };
+            // SAFETY: `lock` came from `array_lock` in `boxed` and is freed
+            // only here, once (`mp_lock_free` refuses it).
+            // Ignored: it cannot fail (a live lock of the right tag).
+            let _ = unsafe { free_array_lock(self.lock) };
         }
     }
 }
@@ -44,18 +44,9 @@ unsafe fn array<'a>(a: *const mp_array_t) -> Result<&'a mp_array_t> {
 
 /// Boxes `array` for C, with its lock (if any) as an `mp_lock_t`.
 fn boxed(array: DynArray) -> Result<*mut mp_array_t> {
-    let mut lock = std::ptr::null_mut();
-    if let Some(l) = array.get_lock() {
-        let text = std::ffi::CString::new(l.handle().to_string())
-            .map_err(|_| Error::Internal("a handle text holds a NUL".into()))?;
-        // SAFETY: `text` is NUL-terminated and `lock` a writable pointer.
-        let status = unsafe { mp_lock_open(text.as_ptr(), &mut lock) };
-        if status != MP_OK {
-            return Err(Error::Internal(format!(
-                "could not attach the array's own lock (status {status})"
-            )));
-        }
-    }
+    let lock = array
+        .get_lock()
+        .map_or(std::ptr::null_mut(), |l| array_lock(l.clone()));
     Ok(Tagged::boxed(TAG, mp_array_t { array, lock }).cast())
 }
 

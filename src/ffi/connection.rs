@@ -405,7 +405,7 @@ pub unsafe extern "C" fn mp_client_connect_timeout(
     timeout_ns: i64,
     out: *mut *mut mp_conn_t,
 ) -> c_int {
-    guard("mp_client_connect", || {
+    guard("mp_client_connect_timeout", || {
         // SAFETY: forwarded from the caller's promises.
         let (addr, key, out) = unsafe {
             (

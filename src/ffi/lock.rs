@@ -13,7 +13,42 @@ const RLOCK_TAG: u64 = u64::from_le_bytes(*b"mpRLOCK_");
 const COND_TAG: u64 = u64::from_le_bytes(*b"mpCOND__");
 
 /// A robust process-shared lock (Python's `multiprocessing.Lock`).
-pub struct mp_lock_t(Lock);
+pub struct mp_lock_t {
+    lock: Lock,
+    /// Made by an array for `mp_array_lock`: the array frees it when it is
+    /// freed, and `mp_lock_free` refuses it (else the array would later
+    /// free whatever object then lives at that address).
+    owned_by_array: bool,
+}
+
+impl mp_lock_t {
+    fn new(lock: Lock) -> mp_lock_t {
+        mp_lock_t {
+            lock,
+            owned_by_array: false,
+        }
+    }
+}
+
+/// Boxes `lock` as the lock of an array (see `mp_lock_t::owned_by_array`);
+/// free it with [`free_array_lock`] only.
+pub(crate) fn array_lock(lock: Lock) -> *mut mp_lock_t {
+    let l = mp_lock_t {
+        lock,
+        owned_by_array: true,
+    };
+    Tagged::boxed(LOCK_TAG, l).cast()
+}
+
+/// Frees a lock made by [`array_lock`].
+///
+/// # Safety
+///
+/// - `l` came from [`array_lock`] and is freed once, by its array.
+pub(crate) unsafe fn free_array_lock(l: *mut mp_lock_t) -> Result<()> {
+    // SAFETY: forwarded from the caller; the tag is checked first.
+    unsafe { Tagged::<mp_lock_t>::free(l.cast(), LOCK_TAG) }
+}
 
 /// A robust process-shared re-entrant lock (Python's `multiprocessing.RLock`).
 pub struct mp_rlock_t(RLock);
@@ -32,7 +67,7 @@ fn acquired(r: std::result::Result<(), LockError<()>>) -> Result<c_int> {
 /// - `p` is NULL or a pointer returned by `mp_lock_new`/`mp_lock_open`.
 unsafe fn lock_ref<'a>(p: *const mp_lock_t) -> Result<&'a Lock> {
     // SAFETY: forwarded from the caller; the tag is checked.
-    unsafe { Tagged::get(p.cast::<Tagged<mp_lock_t>>(), LOCK_TAG, "lock") }.map(|l| &l.0)
+    unsafe { Tagged::get(p.cast::<Tagged<mp_lock_t>>(), LOCK_TAG, "lock") }.map(|l| &l.lock)
 }
 
 /// # Safety
@@ -62,7 +97,7 @@ pub unsafe extern "C" fn mp_lock_new(out: *mut *mut mp_lock_t) -> c_int {
     guard("mp_lock_new", || {
         // SAFETY: `out` is NULL or writable (caller's promise).
         let out = unsafe { non_null_mut(out, "out") }?;
-        *out = Tagged::boxed(LOCK_TAG, mp_lock_t(Lock::new()?)).cast();
+        *out = Tagged::boxed(LOCK_TAG, mp_lock_t::new(Lock::new()?)).cast();
         Ok(MP_OK)
     })
 }
@@ -82,7 +117,7 @@ pub unsafe extern "C" fn mp_lock_open(handle: *const c_char, out: *mut *mut mp_l
         // SAFETY: forwarded from the caller's promises.
         let (text, out) = unsafe { (c_str(handle, "handle")?, non_null_mut(out, "out")?) };
         let l = Lock::open(&text.parse::<Handle>()?)?;
-        *out = Tagged::boxed(LOCK_TAG, mp_lock_t(l)).cast();
+        *out = Tagged::boxed(LOCK_TAG, mp_lock_t::new(l)).cast();
         Ok(MP_OK)
     })
 }
@@ -171,8 +206,9 @@ pub unsafe extern "C" fn mp_lock_is_locked(l: *const mp_lock_t) -> c_int {
 }
 
 /// Releases this process's reference (not the lock itself: a held lock
-/// stays held). NULL is a no-op; a pointer that is not a live lock is
-/// refused (see `mp_last_error`) and left alone.
+/// stays held). NULL is a no-op; a pointer that is not a live lock, or is
+/// an array's own lock (from `mp_array_lock`: `mp_array_free` releases
+/// it), is refused (see `mp_last_error`) and left alone.
 ///
 /// # Safety
 ///
@@ -181,6 +217,14 @@ pub unsafe extern "C" fn mp_lock_is_locked(l: *const mp_lock_t) -> c_int {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mp_lock_free(l: *mut mp_lock_t) {
     guard("mp_lock_free", || {
+        // SAFETY: forwarded from the caller; the tag is checked.
+        let lock = unsafe { Tagged::get(l.cast::<Tagged<mp_lock_t>>(), LOCK_TAG, "l") };
+        if lock.is_ok_and(|lock| lock.owned_by_array) {
+            return Err(Error::Invalid(
+                "free of an array's own lock (from mp_array_lock): mp_array_free releases it"
+                    .into(),
+            ));
+        }
         // SAFETY: forwarded from the caller; the tag is checked first.
         unsafe { Tagged::<mp_lock_t>::free(l.cast(), LOCK_TAG) }?;
         Ok(MP_OK)
@@ -601,6 +645,36 @@ mod tests {
                 mp_lock_open(c"not a handle".as_ptr(), &mut null_mut()),
                 MP_ERR_INVALID
             );
+        }
+    }
+
+    /// Found while widening the c_api fuzz target (it frees arrays' locks
+    /// now): `mp_lock_free` freed an array's own
+    /// lock, and `mp_array_free` later freed whatever object then lived at
+    /// that address (here: the next lock made).
+    #[test]
+    fn an_arrays_own_lock_is_freed_by_the_array_only() {
+        // SAFETY: (whole test) pointers come from the constructors.
+        unsafe {
+            let mut a = null_mut();
+            assert_eq!(mp_array_new(b'i' as c_char, 4, 1, &mut a), MP_OK);
+            let l = mp_array_lock(a);
+            assert!(!l.is_null());
+            mp_lock_free(l);
+            assert!(
+                last_error().contains("array's own lock"),
+                "{}",
+                last_error()
+            );
+            assert_eq!(mp_lock_acquire(l, 0), MP_OK, "still the array's lock");
+            assert_eq!(mp_lock_release(l), MP_OK);
+            let mut other = null_mut();
+            assert_eq!(mp_lock_new(&mut other), MP_OK);
+            mp_array_free(a);
+            assert_eq!(mp_lock_acquire(other, 0), MP_OK, "{}", last_error());
+            assert_eq!(mp_lock_release(other), MP_OK);
+            mp_lock_free(other);
+            assert_eq!(mp_lock_acquire(other, 0), MP_ERR_INVALID);
         }
     }
 

@@ -533,3 +533,31 @@ pub unsafe extern "C" fn mp_list_free(l: *mut mp_list_t) {
         Ok(MP_OK)
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ffi::MP_ERR_AUTH;
+    use crate::manager::Transport;
+    use std::ffi::{CStr, CString};
+
+    /// Found by the c_api fuzz target: a client given no key skipped the
+    /// handshake and read the server's challenge as a reply
+    /// (MP_ERR_INTERNAL, "incompatible layout version ... found 35").
+    #[test]
+    fn a_client_without_the_key_is_refused_with_auth() {
+        let mgr = Manager::start_with(StartMethod::Fork).unwrap();
+        let address = CString::new(mgr.address().to_string()).unwrap();
+        let mut m = std::ptr::null_mut();
+        // SAFETY: a C string, no key (NULL with length 0), a writable `out`.
+        let status = unsafe { mp_manager_connect(address.as_ptr(), std::ptr::null(), 0, &mut m) };
+        // SAFETY: mp_last_error never returns NULL.
+        let last = unsafe { CStr::from_ptr(crate::ffi::mp_last_error()) };
+        assert_eq!(status, MP_ERR_AUTH, "{last:?}");
+        assert!(m.is_null(), "*out written on failure");
+        // On the socket transport the first call is refused the same way.
+        let c = Client::connect_with(mgr.address(), b"", Transport::Socket).unwrap();
+        assert!(matches!(c.dict(), Err(Error::Auth(_))));
+        mgr.shutdown().unwrap();
+    }
+}

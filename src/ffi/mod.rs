@@ -70,6 +70,17 @@ pub(crate) fn fail(err: Error) -> c_int {
     code
 }
 
+/// Records `message` as this thread's last error and returns the code of
+/// `status`: for errors that reach the boundary as a status and a text,
+/// not as an [`Error`] (a pool task's, whose status is kept whatever it is).
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn fail_status(status: crate::error::Status, message: &str) -> c_int {
+    let text = CString::new(message.replace('\0', "\\0"))
+        .unwrap_or_else(|_| CString::from(c"unprintable error"));
+    LAST_ERROR.with(|e| *e.borrow_mut() = text);
+    status as c_int
+}
+
 /// Runs the body of a C entry point: catches panics, records errors.
 ///
 /// `name` is the C function's name, used in the message of a caught panic.
@@ -93,7 +104,9 @@ pub(crate) fn guard(name: &'static str, body: impl FnOnce() -> Result<c_int>) ->
 /// # Safety
 ///
 /// - `p` is NULL or points to a live, properly aligned `T` for `'a`.
-#[cfg_attr(loom, allow(dead_code))]
+// Unused since every object pointer goes through `Tagged::get`; kept for
+// plain (non-object) pointer arguments.
+#[allow(dead_code)]
 pub(crate) unsafe fn non_null<'a, T>(p: *const T, param: &'static str) -> Result<&'a T> {
     // SAFETY: the caller promises `p` is NULL or valid for `'a`.
     unsafe { p.as_ref() }.ok_or(Error::Null(param))

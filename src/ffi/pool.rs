@@ -5,7 +5,7 @@
 use std::ffi::{c_char, c_int};
 
 use super::process::{MP_START_FORK, MP_START_FORKSERVER, MP_START_SPAWN};
-use super::{MP_OK, Tagged, c_str, copy_out, guard, non_null_mut};
+use super::{MP_OK, Tagged, c_str, copy_out, fail_status, guard, non_null_mut};
 use crate::error::{Error, Result};
 use crate::pool::{self, BytesResults, Pool, PoolFn, TaskError};
 use crate::process::StartMethod;
@@ -62,9 +62,12 @@ unsafe fn results_ref<'a>(r: *const mp_pool_results_t) -> Result<&'a BytesResult
     unsafe { Tagged::get(r.cast::<Tagged<BytesResults>>(), TAG_RESULTS, "results") }
 }
 
-/// A task's error as a C status, with its message as the last error.
-fn task_status(e: TaskError) -> Error {
-    Error::from(e)
+/// A task's error as its C status, with its message as the last error.
+/// Not through [`Error`]: `Error::from(TaskError)` keeps only the statuses
+/// whose variants carry no more than a text, so a refusal such as an input
+/// over the message size (MP_ERR_TOO_LARGE) came out as MP_ERR_VALUE.
+fn task_failure(e: TaskError) -> c_int {
+    fail_status(e.status(), &e.to_string())
 }
 
 /// Registers `fn` as the pool function `name` (1 to 255 bytes of UTF-8)
@@ -186,9 +189,10 @@ pub unsafe extern "C" fn mp_pool_map(
             }
         }
         let chunksize = (chunksize != MP_POOL_CHUNKSIZE_AUTO).then_some(chunksize);
-        let results = pool
-            .map_bytes(name, &items, chunksize)
-            .map_err(task_status)?;
+        let results = match pool.map_bytes(name, &items, chunksize) {
+            Ok(results) => results,
+            Err(e) => return Ok(task_failure(e)),
+        };
         *out = Tagged::boxed(TAG_RESULTS, results).cast::<mp_pool_results_t>();
         Ok(MP_OK)
     })
@@ -238,7 +242,7 @@ pub unsafe extern "C" fn mp_pool_results_get(
         results.with(i, |r| match r {
             // SAFETY: forwarded from the caller (buf, cap, len).
             Ok(bytes) => unsafe { copy_out(bytes, buf, "buf", cap, len) },
-            Err(e) => Err(task_status(e)),
+            Err(e) => Ok(task_failure(e.clone())),
         })
     })
 }
@@ -292,7 +296,10 @@ pub unsafe extern "C" fn mp_pool_apply(
             // SAFETY: readable for `arg_len` bytes (caller's promise).
             unsafe { std::slice::from_raw_parts(arg, arg_len) }
         };
-        let result = pool.apply_bytes(name, arg).map_err(task_status)?;
+        let result = match pool.apply_bytes(name, arg) {
+            Ok(result) => result,
+            Err(e) => return Ok(task_failure(e)),
+        };
         // SAFETY: forwarded from the caller (buf, cap, len).
         unsafe { copy_out(&result, buf, "buf", cap, len) }
     })
@@ -354,4 +361,93 @@ pub unsafe extern "C" fn mp_pool_free(pool: *mut mp_pool_t) {
         unsafe { Tagged::<Pool>::free(pool.cast(), TAG_POOL) }?;
         Ok(MP_OK)
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ffi::MP_ERR_TOO_LARGE;
+    use std::ptr::null_mut;
+
+    unsafe extern "C" fn echo(
+        input: *const u8,
+        in_len: usize,
+        out: *mut u8,
+        out_cap: usize,
+        out_len: *mut usize,
+    ) -> c_int {
+        let n = in_len.min(out_cap);
+        // SAFETY: the pool's contract for `mp_pool_fn`; `n` fits both.
+        unsafe {
+            std::ptr::copy_nonoverlapping(input, out, n);
+            *out_len = n;
+        }
+        0
+    }
+
+    /// Found while widening the c_api fuzz target: a process count whose
+    /// sizes overflow wrapped (in release) into a record block too small for
+    /// the workers' slots, which were then written past its end as the
+    /// workers started. Refused now, before anything starts.
+    #[test]
+    fn a_pool_too_large_to_size_is_refused_before_anything_starts() {
+        for processes in [usize::MAX, 1 << 61, u32::MAX as usize + 1] {
+            let mut pool = null_mut();
+            // SAFETY: `pool` is a writable out-pointer.
+            let status = unsafe { mp_pool_new(processes, MP_START_FORK, &mut pool) };
+            assert_eq!(status, crate::ffi::MP_ERR_INVALID, "{processes} processes");
+            assert!(pool.is_null(), "*out written on failure");
+        }
+    }
+
+    /// Found by the c_api fuzz target: the refusal of an input over the
+    /// pool's message size came out as MP_ERR_VALUE, not MP_ERR_TOO_LARGE.
+    #[test]
+    fn an_input_over_the_message_size_is_too_large() {
+        let name = c"ffi.pool.tests.echo";
+        let big = vec![7u8; 70 * 1024];
+        let (mut buf, mut len) = ([0u8; 8], 0usize);
+        // SAFETY: (whole block) C strings, buffers and out-pointers are ours
+        // with the sizes given; the pool is freed once.
+        unsafe {
+            assert_eq!(mp_pool_register(name.as_ptr(), Some(echo)), MP_OK);
+            let mut pool = null_mut();
+            assert_eq!(mp_pool_new(1, MP_START_FORK, &mut pool), MP_OK);
+            let status = mp_pool_apply(
+                pool,
+                name.as_ptr(),
+                big.as_ptr(),
+                big.len(),
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut len,
+            );
+            assert_eq!(status, MP_ERR_TOO_LARGE);
+            let (inputs, lens) = ([big.as_ptr()], [big.len()]);
+            let mut results = null_mut();
+            let status = mp_pool_map(
+                pool,
+                name.as_ptr(),
+                inputs.as_ptr(),
+                lens.as_ptr(),
+                1,
+                MP_POOL_CHUNKSIZE_AUTO,
+                &mut results,
+            );
+            assert_eq!(status, MP_ERR_TOO_LARGE);
+            assert!(results.is_null());
+            // A small input still goes through.
+            let status = mp_pool_apply(
+                pool,
+                name.as_ptr(),
+                big.as_ptr(),
+                3,
+                buf.as_mut_ptr(),
+                8,
+                &mut len,
+            );
+            assert_eq!((status, len, &buf[..3]), (MP_OK, 3, &[7u8, 7, 7][..]));
+            mp_pool_free(pool);
+        }
+    }
 }

@@ -161,7 +161,7 @@ impl Client {
             ch.recv_with(MAX_FRAME, |frame| match protocol::decode_reply(frame, id) {
                 Ok(Ok(fields)) => Ok(read(&fields)),
                 Ok(Err(server_error)) => Ok(Err(server_error)),
-                Err(e) => Err(Error::Internal(format!("manager reply: {e}"))),
+                Err(e) => Err(undecodable_reply(frame, "manager reply", e)),
             })
         });
         match replied {
@@ -332,7 +332,7 @@ fn open_channel(address: &Address, authkey: &[u8], transport: Transport) -> Resu
             },
             |reply| match protocol::decode_reply(reply, 0) {
                 Ok(answer) => Ok(answer.map(|_| ())),
-                Err(e) => Err(Error::Internal(format!("manager upgrade reply: {e}"))),
+                Err(e) => Err(undecodable_reply(reply, "manager upgrade reply", e)),
             },
         );
         // `Ok(Err(_))`, refused at once: the server serves this client on
@@ -340,6 +340,21 @@ fn open_channel(address: &Address, authkey: &[u8], transport: Transport) -> Resu
         let _refused = upgraded.map_err(transport_error)?;
     }
     Ok(channel)
+}
+
+/// What a reply that does not decode means. A server with a key sends
+/// its challenge (`#CHALLENGE#...`, see `connection::auth`) first; a client
+/// given no key skips the handshake and reads that challenge as its first
+/// reply: [`Error::Auth`] (it was `Error::Internal`). Anything else is a
+/// peer that is no manager, or a bug: [`Error::Internal`].
+fn undecodable_reply(frame: &[u8], what: &str, e: Error) -> Error {
+    if frame.starts_with(b"#CHALLENGE#") {
+        Error::Auth(
+            "the manager asks for an authkey (it sent a challenge), but none was given".into(),
+        )
+    } else {
+        Error::Internal(format!("{what}: {e}"))
+    }
 }
 
 /// The single u64 field of a reply.

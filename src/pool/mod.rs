@@ -231,7 +231,20 @@ impl PoolBuilder {
                 Some(msg)
             }
         };
-        let inbox = Queue::new((8 * processes * self.window).max(64), self.max_message)?;
+        // The inbox and the worker records are sized by products of
+        // `processes`: a count whose products overflow is refused here (in
+        // release they used to wrap, into a record block too small for the
+        // slots the workers then wrote).
+        let inbox_capacity = processes
+            .checked_mul(8)
+            .and_then(|n| n.checked_mul(self.window))
+            .filter(|_| u32::try_from(processes).is_ok())
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "a pool of {processes} processes: too many to size its inbox and records"
+                ))
+            })?;
+        let inbox = Queue::new(inbox_capacity.max(64), self.max_message)?;
         let (shared, wake) = supervisor::shared(inbox, Records::new(processes)?)?;
         let mut starter = Starter {
             method,

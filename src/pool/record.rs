@@ -100,7 +100,11 @@ pub(crate) struct Records {
 impl Records {
     /// A block for `slots` workers, all records 0.
     pub(crate) fn new(slots: usize) -> Result<Records> {
-        let len = size_of::<RecordsHeader>() + slots * size_of::<WorkerRecord>();
+        let len = slots
+            .checked_mul(size_of::<WorkerRecord>())
+            .and_then(|n| n.checked_add(size_of::<RecordsHeader>()))
+            .filter(|_| u32::try_from(slots).is_ok())
+            .ok_or_else(|| Error::Invalid(format!("{slots} worker records do not fit a block")))?;
         let mem = SharedMemory::new(len, default_backing())?;
         let records = Records { mem, slots };
         let h = records.header();

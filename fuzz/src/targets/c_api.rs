@@ -1,21 +1,50 @@
 //! The C entry points with arbitrary arguments: a little program of calls
-//! decoded from the fuzz bytes, over a table of live objects. Pointer
-//! arguments are NULL, a live object of the right type, a live object of
-//! another type, or a pointer to zeroed memory that is no object at all;
-//! a freed object is freed a second time right away (refused unread: it
-//! left the library's live set). Sizes, counts, flags, typecodes, backings
-//! and timeouts are arbitrary, except that no call may
-//! wait forever (`MP_WAIT_FOREVER` is never passed to a call that could
-//! block). Every call must return a status (or value), never crash.
+//! decoded from the fuzz bytes, over a table of live objects.
+//!
+//! Pointer arguments are NULL, a live object of the right type, a live
+//! object of another type, zeroed or fuzz-filled memory of the target's
+//! that is no object at all, the address inside a live object, or a
+//! pointer this run freed; a freed object is also freed a second time
+//! right away. Sizes, counts, flags, typecodes, backings, methods, names,
+//! handle texts and timeouts are arbitrary, except that no call may wait
+//! forever (`MP_WAIT_FOREVER` is never passed to a call that could block)
+//! and no buffer is claimed larger than it is unless the library can never
+//! write past its real size.
+//!
+//! Each family's calls are in their own file (`c_api_core.rs`: queues,
+//! locks, semaphores, events, barriers, arrays, segments, pipes;
+//! `c_api_sync.rs`: re-entrant locks and conditions; `c_api_net.rs`:
+//! listeners and clients; `c_api_manager.rs`: manager, dict, list;
+//! `c_api_pool.rs`: pool and results; `c_api_process.rs`: processes and
+//! the process-wide calls). Every call must return a status (or value),
+//! never crash, hang or leak, and its status is checked (all but the array
+//! and segment accessors): a bad argument gets its documented code (never
+//! `MP_OK`), a call with good arguments one of the codes its doc names
+//! ([`Expect`]).
+//!
+//! A manager and a pool are servers in child processes: [`start_shared`]
+//! starts one of each once per process, before any input (the fuzz target's
+//! init, the replay's start), and [`stop_shared`] stops and reaps them (the
+//! replay's end; `atexit` under libFuzzer). The fuzz body uses them, never
+//! frees, closes or shuts them down, and starts no process of its own.
 
-use std::ffi::{CStr, c_char, c_int, c_void};
+use std::ffi::{CStr, c_int, c_void};
 
+use multiproc::ffi::process::*;
 use multiproc::ffi::*;
 
 use super::Input;
+use super::{c_api_core, c_api_manager, c_api_net, c_api_pool, c_api_process, c_api_sync};
 
+pub(super) use super::c_api_expect::Expect;
+pub use super::c_api_shared::{start_shared, stop_shared};
+// The libFuzzer target registers it; the replay stops explicitly.
+#[allow(unused_imports)]
+pub use super::c_api_shared::stop_shared_at_exit;
+
+/// The type of a C object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     Queue,
     Lock,
     Sem,
@@ -24,9 +53,18 @@ enum Kind {
     Array,
     Segment,
     Conn,
+    RLock,
+    Cond,
+    Listener,
+    Manager,
+    Dict,
+    List,
+    Pool,
+    Results,
+    Process,
 }
 
-const KINDS: [Kind; 8] = [
+const KINDS: [Kind; 17] = [
     Kind::Queue,
     Kind::Lock,
     Kind::Sem,
@@ -35,55 +73,205 @@ const KINDS: [Kind; 8] = [
     Kind::Array,
     Kind::Segment,
     Kind::Conn,
+    Kind::RLock,
+    Kind::Cond,
+    Kind::Listener,
+    Kind::Manager,
+    Kind::Dict,
+    Kind::List,
+    Kind::Pool,
+    Kind::Results,
+    Kind::Process,
 ];
+
+/// What a pointer argument is, as far as the library can know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Arg {
+    /// NULL: `MP_ERR_NULL`.
+    Null,
+    /// A live object of the expected type.
+    Live,
+    /// Anything else (another type, freed, foreign, garbage, interior):
+    /// `MP_ERR_INVALID`.
+    Wrong,
+}
+
+/// Which pointers a call may get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Use {
+    /// Any pointer, the shared manager and pool included.
+    Any,
+    /// For a free: never a shared object.
+    Free,
+    /// Never a live object of the expected type (for calls that would stop
+    /// a shared server, or start a process).
+    BadOnly,
+}
 
 /// Zeroed memory posing as an object of any type (its tag matches none).
 #[repr(align(16))]
-struct Foreign {
-    _zeros: [u8; 512],
+pub(super) struct Foreign {
+    pub(super) bytes: [u8; 512],
 }
 
-struct World {
-    live: Vec<(Kind, *mut c_void)>,
-    foreign: Box<Foreign>,
+/// The state of one run.
+pub(super) struct World {
+    /// Objects this run made and has not freed.
+    pub(super) live: Vec<(Kind, *mut c_void)>,
+    /// Objects owned by another live object (an array's lock): its owner.
+    pub(super) inner: Vec<(Kind, *mut c_void, *mut c_void)>,
+    /// The process-wide manager and pool (see [`start_shared`]).
+    pub(super) shared: Vec<(Kind, *mut c_void)>,
+    /// Pointers this run freed.
+    pub(super) freed: Vec<*mut c_void>,
+    pub(super) zeros: Box<Foreign>,
+    /// 64 bytes of fuzz input posing as an object.
+    pub(super) garbage: Box<Foreign>,
     /// A handle text taken from a live object, for the `*_open` calls.
-    handle: Vec<u8>,
-    bytes: Vec<u8>,
+    pub(super) handle: Vec<u8>,
+    /// Bytes to send or store; queue and connection receives write here
+    /// too.
+    pub(super) bytes: Vec<u8>,
+    /// A receive buffer larger than anything the library can hand back
+    /// here (values, results, names), so a "huge" `cap` stays safe.
+    pub(super) out: Vec<u8>,
+    /// Client connections made to this run's listeners (each may sit in a
+    /// listen backlog, where one too many would block `connect`).
+    pub(super) connects: usize,
+    /// Dict ids seen, for `mp_manager_attach_dict`.
+    pub(super) ids: Vec<u64>,
+    /// Whether this run holds a connection to the shared manager's socket
+    /// made by `mp_client_connect*`: one that has not answered the
+    /// server's challenge holds the server's accept loop (which runs one
+    /// handshake at a time, as CPython's does) for 5 s, so no
+    /// `mp_manager_connect` then.
+    pub(super) raw_to_manager: bool,
+    /// The shared manager's address and key, the socket directory.
+    pub(super) view: super::c_api_shared::View,
 }
+
+/// The largest value, input or message the fuzz body stores or sends
+/// (over the pool's 64 KiB message limit on purpose).
+pub(super) const BIG: usize = 70 * 1024;
 
 impl World {
-    /// A pointer argument for a `kind` parameter.
-    fn ptr(&mut self, input: &mut Input, kind: Kind) -> *mut c_void {
-        let of = |k: Option<Kind>, w: &World, i: usize| {
-            let matching: Vec<*mut c_void> = w
-                .live
-                .iter()
-                .filter(|(lk, _)| k.is_none_or(|k| *lk == k) && (k.is_some() || *lk != kind))
-                .map(|(_, p)| *p)
-                .collect();
-            if matching.is_empty() {
-                std::ptr::null_mut()
-            } else {
-                matching[i % matching.len()]
-            }
-        };
-        let i = usize::from(input.u8());
-        match input.choose(8) {
-            0 => std::ptr::null_mut(),
-            1 => of(None, self, i), // another type
-            2 => std::ptr::from_mut(&mut *self.foreign).cast(),
-            _ => of(Some(kind), self, i),
+    fn new(input: &mut Input) -> World {
+        let mut garbage = Box::new(Foreign { bytes: [0; 512] });
+        let fill = input.bytes(64);
+        garbage.bytes[..fill.len()].copy_from_slice(fill);
+        let view = super::c_api_shared::view();
+        World {
+            live: Vec::new(),
+            inner: Vec::new(),
+            shared: super::c_api_shared::pointers(&view.objects),
+            freed: Vec::new(),
+            zeros: Box::new(Foreign { bytes: [0; 512] }),
+            garbage,
+            handle: Vec::new(),
+            bytes: vec![0x5a; BIG],
+            out: vec![0; BIG + 4096],
+            connects: 0,
+            ids: Vec::new(),
+            raw_to_manager: false,
+            view,
         }
     }
 
+    /// Every object the library knows as live, with its type.
+    fn known(&self) -> impl Iterator<Item = (Kind, *mut c_void)> + '_ {
+        self.live
+            .iter()
+            .copied()
+            .chain(self.shared.iter().copied())
+            .chain(self.inner.iter().map(|(k, p, _)| (*k, *p)))
+    }
+
+    /// What `p` is as an argument of type `kind`.
+    pub(super) fn classify(&self, p: *mut c_void, kind: Kind) -> Arg {
+        if p.is_null() {
+            return Arg::Null;
+        }
+        match self.known().find(|(_, q)| *q == p) {
+            Some((k, _)) if k == kind => Arg::Live,
+            _ => Arg::Wrong,
+        }
+    }
+
+    /// A pointer argument for a `kind` parameter, and what it is.
+    pub(super) fn ptr(&mut self, input: &mut Input, kind: Kind, usage: Use) -> (*mut c_void, Arg) {
+        let i = usize::from(input.u8());
+        let pick = |v: Vec<*mut c_void>| {
+            if v.is_empty() {
+                std::ptr::null_mut()
+            } else {
+                v[i % v.len()]
+            }
+        };
+        let p = match input.choose(12) {
+            0 => std::ptr::null_mut(),
+            1 => pick(
+                self.known()
+                    .filter(|(k, _)| *k != kind)
+                    .map(|(_, p)| p)
+                    .collect(),
+            ),
+            2 => std::ptr::from_mut(&mut *self.zeros).cast(),
+            3 => std::ptr::from_mut(&mut *self.garbage).cast(),
+            4 => pick(self.freed.clone()),
+            5 => {
+                // Inside a live object: never its address.
+                let p = pick(self.known().map(|(_, p)| p).collect());
+                if p.is_null() {
+                    p
+                } else {
+                    p.cast::<u8>().wrapping_add(8).cast()
+                }
+            }
+            _ if usage == Use::BadOnly => std::ptr::null_mut(),
+            _ => {
+                let owned = self
+                    .live
+                    .iter()
+                    .filter(|(k, _)| *k == kind)
+                    .map(|(_, p)| *p);
+                let inner = self
+                    .inner
+                    .iter()
+                    .filter(|(k, ..)| *k == kind)
+                    .map(|(_, p, _)| *p);
+                let shared = self
+                    .shared
+                    .iter()
+                    .filter(|(k, _)| *k == kind)
+                    .map(|(_, p)| *p);
+                let candidates: Vec<_> = if usage == Use::Free {
+                    owned.chain(inner).collect()
+                } else {
+                    owned.chain(inner).chain(shared).collect()
+                };
+                pick(candidates)
+            }
+        };
+        let arg = self.classify(p, kind);
+        if usage != Use::Any && arg == Arg::Live && self.shared.iter().any(|(_, q)| *q == p) {
+            // Never a shared object for a destructive call (no choice above
+            // gives one; this keeps it so).
+            return (std::ptr::null_mut(), Arg::Null);
+        }
+        if usage == Use::BadOnly && arg == Arg::Live {
+            return (std::ptr::null_mut(), Arg::Null);
+        }
+        (p, arg)
+    }
+
     /// A timeout in ns: never MP_WAIT_FOREVER (-1), at most 50 µs, or
-    /// an invalid negative one.
-    fn timeout(input: &mut Input) -> i64 {
+    /// an invalid negative one (then also whether it is invalid).
+    pub(super) fn timeout(input: &mut Input) -> i64 {
         [0, 1, 1_000, 50_000, -2, i64::MIN][input.choose(6)]
     }
 
     /// A C string: the saved handle, a mutated handle, or fuzz bytes.
-    fn text(&mut self, input: &mut Input) -> Vec<u8> {
+    pub(super) fn text(&mut self, input: &mut Input) -> Vec<u8> {
         let mut t = match input.choose(3) {
             0 => self.handle.clone(),
             1 => {
@@ -104,52 +292,116 @@ impl World {
         t
     }
 
-    fn remember(&mut self, kind: Kind, status: c_int, p: *mut c_void) {
+    /// Records the object a constructor made (`kind`, in `p`) if `status`
+    /// is `MP_OK`.
+    pub(super) fn remember(&mut self, kind: Kind, status: c_int, p: *mut c_void) {
         if status == MP_OK {
-            assert!(!p.is_null(), "MP_OK with a NULL object");
+            assert!(!p.is_null(), "{kind:?}: MP_OK with a NULL object");
             self.live.push((kind, p));
+            self.freed.retain(|q| *q != p);
         } else {
-            assert!(status < 0, "a constructor returned {status}");
+            assert!(status < 0, "a {kind:?} constructor returned {status}");
         }
     }
 
-    /// Saves the handle text of `p` (any type) when the call succeeds.
-    fn save_handle(&mut self, input: &mut Input, kind: Kind, p: *mut c_void) {
-        let cap = [0usize, 1, 8, 40, 200][input.choose(5)];
-        let mut buf = vec![0 as c_char; cap.max(1)];
-        let out = if input.choose(8) == 0 {
-            std::ptr::null_mut()
-        } else {
-            buf.as_mut_ptr()
-        };
-        // SAFETY: `out` is NULL or `cap` writable bytes; `p` is one of the
-        // pointer kinds the module doc lists.
-        let status = unsafe {
-            match kind {
-                Kind::Queue => mp_queue_handle(p.cast(), out, cap),
-                Kind::Lock => mp_lock_handle(p.cast(), out, cap),
-                Kind::Sem => mp_sem_handle(p.cast(), out, cap),
-                Kind::Event => mp_event_handle(p.cast(), out, cap),
-                Kind::Barrier => mp_barrier_handle(p.cast(), out, cap),
-                Kind::Array => mp_array_handle(p.cast(), out, cap),
-                Kind::Segment => mp_segment_handle(p.cast(), out, cap),
-                Kind::Conn => return,
-            }
-        };
-        if status == MP_OK && !out.is_null() {
+    /// Saves a handle text written into `buf` by a successful call.
+    pub(super) fn keep_handle(&mut self, status: c_int, buf: *const std::ffi::c_char) {
+        if status == MP_OK && !buf.is_null() {
             // SAFETY: on success the buffer holds a NUL-terminated string.
-            let text = unsafe { CStr::from_ptr(out) };
-            self.handle = text.to_bytes().to_vec();
+            self.handle = unsafe { CStr::from_ptr(buf) }.to_bytes().to_vec();
         }
+    }
+
+    /// After `p` (of `kind`) was passed to its free function: forgets it if
+    /// it was ours, and frees it a second time (refused unread: its address
+    /// left the library's live set).
+    ///
+    /// # Safety
+    ///
+    /// `p` is one of the pointer kinds of the module doc.
+    pub(super) unsafe fn freed(&mut self, kind: Kind, p: *mut c_void) {
+        let owned = self.live.iter().position(|(k, q)| *k == kind && *q == p);
+        let inner = self
+            .inner
+            .iter()
+            .position(|(k, q, _)| *k == kind && *q == p);
+        if let Some(i) = owned {
+            self.live.swap_remove(i);
+            // What it owned is gone with it.
+            self.inner.retain(|(_, _, owner)| *owner != p);
+        } else if let Some(i) = inner {
+            self.inner.swap_remove(i);
+        } else {
+            return;
+        }
+        self.freed.push(p);
+        // SAFETY: forwarded; a second free is refused by the live set.
+        unsafe { free(kind, p) };
     }
 }
 
-/// Frees `p` as `kind`: refused (status) for a wrong-type pointer.
+/// The body: a sequence of calls (at most 64).
+pub fn run(data: &[u8]) {
+    let mut input = Input::new(data);
+    let mut w = World::new(&mut input);
+    for _ in 0..64 {
+        if input.is_empty() {
+            break;
+        }
+        let kind = KINDS[input.choose(KINDS.len())];
+        // SAFETY: every pointer passed is NULL, memory of ours, or a
+        // pointer the live set refuses unread; buffers are ours with at
+        // least the sizes given (see the module doc).
+        unsafe {
+            match kind {
+                Kind::Queue
+                | Kind::Lock
+                | Kind::Sem
+                | Kind::Event
+                | Kind::Barrier
+                | Kind::Array
+                | Kind::Segment
+                | Kind::Conn => c_api_core::call(&mut w, &mut input, kind),
+                Kind::RLock | Kind::Cond => c_api_sync::call(&mut w, &mut input, kind),
+                Kind::Listener => c_api_net::call(&mut w, &mut input),
+                Kind::Manager | Kind::Dict | Kind::List => {
+                    c_api_manager::call(&mut w, &mut input, kind)
+                }
+                Kind::Pool | Kind::Results => c_api_pool::call(&mut w, &mut input, kind),
+                Kind::Process => c_api_process::call(&mut w, &mut input),
+            }
+        }
+        last_error_is_a_string(&mut input);
+    }
+    // Owners first: an array frees its lock itself.
+    for (kind, p) in std::mem::take(&mut w.live).into_iter().rev() {
+        // SAFETY: a live object of this kind, freed once.
+        unsafe { free(kind, p) };
+    }
+    c_api_net::after_run(&w);
+}
+
+/// Every status has a message; the last error is a valid C string.
+fn last_error_is_a_string(input: &mut Input) {
+    let code = c_int::from(input.u8() as i8);
+    // SAFETY: both return static or thread-local NUL-terminated strings.
+    unsafe {
+        let msg = mp_strerror(code);
+        assert!(!msg.is_null());
+        let _ = CStr::from_ptr(msg);
+        let last = mp_last_error();
+        assert!(!last.is_null());
+        let _ = CStr::from_ptr(last);
+    }
+}
+
+/// Frees `p` as `kind`: refused (status) for a pointer that is not a live
+/// object of that type.
 ///
 /// # Safety
 ///
 /// `p` is one of the pointer kinds of the module doc.
-unsafe fn free(kind: Kind, p: *mut c_void) {
+pub(super) unsafe fn free(kind: Kind, p: *mut c_void) {
     // SAFETY: forwarded.
     unsafe {
         match kind {
@@ -161,247 +413,30 @@ unsafe fn free(kind: Kind, p: *mut c_void) {
             Kind::Array => mp_array_free(p.cast()),
             Kind::Segment => mp_segment_free(p.cast()),
             Kind::Conn => mp_conn_free(p.cast()),
+            Kind::RLock => mp_rlock_free(p.cast()),
+            Kind::Cond => mp_cond_free(p.cast()),
+            Kind::Listener => mp_listener_free(p.cast()),
+            Kind::Manager => mp_manager_free(p.cast()),
+            Kind::Dict => mp_dict_free(p.cast()),
+            Kind::List => mp_list_free(p.cast()),
+            Kind::Pool => mp_pool_free(p.cast()),
+            Kind::Results => mp_pool_results_free(p.cast()),
+            Kind::Process => mp_process_free(p.cast()),
         }
     }
 }
 
-/// The body: a sequence of calls (at most 64).
-pub fn run(data: &[u8]) {
-    let mut input = Input::new(data);
-    let mut w = World {
-        live: Vec::new(),
-        foreign: Box::new(Foreign { _zeros: [0; 512] }),
-        handle: Vec::new(),
-        bytes: vec![0x5a; 1024],
-    };
-    for _ in 0..64 {
-        if input.is_empty() {
-            break;
-        }
-        let kind = KINDS[input.choose(KINDS.len())];
-        // SAFETY: every pointer passed is NULL, zeroed memory, or a live
-        // object (of any type); buffers are ours with the sizes given.
-        unsafe { call(&mut w, &mut input, kind) };
-    }
-    for (kind, p) in std::mem::take(&mut w.live) {
-        // SAFETY: a live object of this kind, freed once.
-        unsafe { free(kind, p) };
-    }
-}
-
-/// One call on `kind`.
+/// A free call on `kind` with a fuzz-chosen pointer (never a shared
+/// object); a live one is then freed a second time.
 ///
 /// # Safety
 ///
 /// As [`run`] says.
-unsafe fn call(w: &mut World, input: &mut Input, kind: Kind) {
-    let op = input.choose(8);
-    let mut out: *mut c_void = std::ptr::null_mut();
-    let outp = std::ptr::from_mut(&mut out);
-    let null_out = input.choose(16) == 0;
-    // SAFETY: for every call below, as the function's doc says.
+pub(super) unsafe fn free_call(w: &mut World, input: &mut Input, kind: Kind) {
+    let (p, _) = w.ptr(input, kind, Use::Free);
+    // SAFETY: as the module doc says.
     unsafe {
-        match op {
-            // Construct (or open from a handle text).
-            0 | 1 => {
-                let text = w.text(input);
-                let t = if input.choose(16) == 0 {
-                    std::ptr::null()
-                } else {
-                    text.as_ptr().cast::<c_char>()
-                };
-                let open = op == 1;
-                let status = match kind {
-                    Kind::Queue if open => mp_queue_open(t, outp.cast()),
-                    Kind::Queue => mp_queue_new(
-                        usize::from(input.u8() % 9),
-                        usize::from(input.u16() % 300),
-                        input.u32() % 8,
-                        if null_out {
-                            std::ptr::null_mut()
-                        } else {
-                            outp.cast()
-                        },
-                    ),
-                    Kind::Lock if open => mp_lock_open(t, outp.cast()),
-                    Kind::Lock => mp_lock_new(if null_out {
-                        std::ptr::null_mut()
-                    } else {
-                        outp.cast()
-                    }),
-                    Kind::Sem if open => mp_sem_open(t, outp.cast()),
-                    Kind::Sem => mp_sem_new(input.u32() % 5, input.u32(), outp.cast()),
-                    Kind::Event if open => mp_event_open(t, outp.cast()),
-                    Kind::Event => mp_event_new(outp.cast()),
-                    Kind::Barrier if open => mp_barrier_open(t, outp.cast()),
-                    Kind::Barrier => mp_barrier_new(input.u32() % 4, outp.cast()),
-                    Kind::Array if open => mp_array_open(t, outp.cast()),
-                    Kind::Array => mp_array_new(
-                        input.u8() as c_char,
-                        usize::from(input.u16() % 2048),
-                        c_int::from(input.u8()) - 1,
-                        outp.cast(),
-                    ),
-                    Kind::Segment if open => mp_segment_open(t, outp.cast()),
-                    Kind::Segment => mp_segment_new(
-                        (input.u32() % (1 << 20)) as usize,
-                        c_int::from(input.u8() % 5) - 1,
-                        outp.cast(),
-                    ),
-                    Kind::Conn => {
-                        let mut b: *mut c_void = std::ptr::null_mut();
-                        let s = mp_pipe(
-                            c_int::from(input.u8() % 3),
-                            outp.cast(),
-                            std::ptr::from_mut(&mut b).cast(),
-                        );
-                        if s == MP_OK {
-                            w.live.push((Kind::Conn, b));
-                        }
-                        s
-                    }
-                };
-                w.remember(kind, status, out);
-            }
-            2 => {
-                let p = w.ptr(input, kind);
-                w.save_handle(input, kind, p);
-            }
-            // Free: the right type frees, any other pointer is refused.
-            3 => {
-                let p = w.ptr(input, kind);
-                free(kind, p);
-                let was_live = w.live.iter().position(|(k, q)| *k == kind && *q == p);
-                if let Some(i) = was_live {
-                    w.live.swap_remove(i);
-                    // A second free of the same pointer right away: its
-                    // address left the live set, so it is refused unread.
-                    free(kind, p);
-                }
-            }
-            // Operations.
-            _ => operate(w, input, kind),
-        }
-    }
-}
-
-/// One operation (not a constructor or free) on `kind`.
-///
-/// # Safety
-///
-/// As [`run`] says.
-unsafe fn operate(w: &mut World, input: &mut Input, kind: Kind) {
-    let p = w.ptr(input, kind);
-    let t = World::timeout(input);
-    // At most 512 bytes: 64 sends of that fit any pipe buffer, so a send
-    // (which has no timeout) never blocks.
-    let n = usize::from(input.u16()) % 513;
-    let data = if input.choose(16) == 0 {
-        std::ptr::null_mut()
-    } else {
-        w.bytes.as_mut_ptr()
-    };
-    let mut len = 0usize;
-    let lenp = if input.choose(16) == 0 {
-        std::ptr::null_mut()
-    } else {
-        std::ptr::from_mut(&mut len)
-    };
-    let mut v32 = 0u32;
-    let v32p = if input.choose(16) == 0 {
-        std::ptr::null_mut()
-    } else {
-        std::ptr::from_mut(&mut v32)
-    };
-    let op = input.choose(6);
-    // SAFETY: for every call below, `data` is NULL or `w.bytes.len() >= n`
-    // bytes; the other out-pointers are NULL or ours; `p` as in `run`.
-    unsafe {
-        let status = match kind {
-            Kind::Queue => match op {
-                0 => mp_queue_put(p.cast(), data.cast(), n, t),
-                1 => mp_queue_get(p.cast(), data.cast(), n, lenp, t),
-                2 => mp_queue_close(p.cast()),
-                3 => mp_queue_task_done(p.cast()),
-                4 => mp_queue_join(p.cast(), t),
-                _ => {
-                    let _ = (mp_queue_qsize(p.cast()), mp_queue_max_msg_size(p.cast()));
-                    MP_OK
-                }
-            },
-            Kind::Lock => match op {
-                0 | 1 => mp_lock_acquire(p.cast(), t),
-                2 | 3 => mp_lock_release(p.cast()),
-                4 => mp_lock_make_consistent(p.cast()),
-                _ => mp_lock_is_locked(p.cast()).min(0),
-            },
-            Kind::Sem => match op {
-                0 | 1 => mp_sem_acquire(p.cast(), t),
-                2 | 3 => mp_sem_release(p.cast()),
-                _ => mp_sem_value(p.cast(), v32p),
-            },
-            Kind::Event => match op {
-                0 => mp_event_set(p.cast()),
-                1 => mp_event_clear(p.cast()),
-                2 | 3 => mp_event_wait(p.cast(), t),
-                _ => mp_event_is_set(p.cast()).min(0),
-            },
-            Kind::Barrier => match op {
-                0 | 1 => mp_barrier_wait(p.cast(), t, v32p),
-                2 => mp_barrier_abort(p.cast()),
-                3 => mp_barrier_reset(p.cast()),
-                4 => mp_barrier_n_waiting(p.cast(), v32p),
-                _ => mp_barrier_parties(p.cast(), v32p).min(mp_barrier_broken(p.cast()).min(0)),
-            },
-            Kind::Array => {
-                let data = mp_array_data(p.cast());
-                let alen = mp_array_len(p.cast());
-                let _ = mp_array_typecode(p.cast());
-                let _ = mp_array_lock(p.cast());
-                if !data.is_null() && alen > 0 {
-                    // The data pointer of a live array is its memory:
-                    // touching its first byte must be fine.
-                    std::ptr::write_volatile(data.cast::<u8>(), 1);
-                }
-                MP_OK
-            }
-            Kind::Segment => {
-                let data = mp_segment_data(p.cast());
-                let slen = mp_segment_len(p.cast());
-                if !data.is_null() && slen > 0 {
-                    std::ptr::write_volatile(data.cast::<u8>().add(slen - 1), 1);
-                }
-                let mut removed = 0usize;
-                if op == 0 {
-                    // Only this process's dead names could go; harmless.
-                    mp_segment_sweep(std::ptr::from_mut(&mut removed))
-                } else {
-                    MP_OK
-                }
-            }
-            Kind::Conn => match op {
-                0 | 1 => mp_conn_send_bytes(p.cast(), data.cast(), n),
-                2 | 3 => mp_conn_recv_bytes(p.cast(), data.cast(), n, lenp, t),
-                4 => mp_conn_poll(p.cast(), t),
-                _ => {
-                    let conns = [p.cast::<mp_conn_t>(), std::ptr::null_mut()];
-                    let mut ready = [0u8; 2];
-                    let _ = mp_conn_fileno(p.cast());
-                    mp_wait(conns.as_ptr(), input.choose(3), t, ready.as_mut_ptr())
-                }
-            },
-        };
-        // Every status has a message; the last error is a valid C string.
-        let msg = mp_strerror(if input.choose(4) == 0 {
-            c_int::from(input.u8() as i8)
-        } else {
-            status
-        });
-        assert!(!msg.is_null());
-        let _ = CStr::from_ptr(msg);
-        let last = mp_last_error();
-        if !last.is_null() {
-            let _ = CStr::from_ptr(last);
-        }
+        free(kind, p);
+        w.freed(kind, p);
     }
 }

@@ -7,6 +7,14 @@
 //! back as an `Err`; assertions here state what must hold for any input.
 
 pub mod c_api;
+mod c_api_core;
+mod c_api_expect;
+mod c_api_manager;
+mod c_api_net;
+mod c_api_pool;
+mod c_api_process;
+mod c_api_shared;
+mod c_api_sync;
 pub mod connection;
 pub mod handle;
 
